@@ -1,0 +1,108 @@
+"""`vllm-launch plan`: predict what vLLM will do, and whether it fits."""
+
+from __future__ import annotations
+
+import json
+import shlex
+import sys
+
+from launcher import gpus as gpu_adapter
+from launcher.errors import UserError
+from launcher.hardware import Gpu, GpuInventory, find_preset, inventory_from_preset, inventory_from_size, preset_names
+from launcher.installed import find_vllm
+from launcher.model.reader import read_model
+from launcher.report import plan_json, plan_text, vllm_config_yaml
+from launcher.settings import PlanSettings
+from launcher.sizing.plan import Plan, PlanError, Requirements, make_plan
+
+
+def host_inventory() -> GpuInventory:
+    import psutil
+
+    vm = psutil.virtual_memory()
+    return GpuInventory((Gpu(0, "CPU (host memory)", vm.total, vm.available),), "host memory", device="cpu")
+
+
+def inventory_for(s: PlanSettings, cpu: bool) -> GpuInventory:
+    count = s.gpus or s.tensor_parallel_size * s.pipeline_parallel_size
+    if cpu:
+        return host_inventory()
+    if s.gpu:
+        if find_preset(s.gpu) is None:
+            raise UserError(
+                f"unknown GPU {s.gpu!r}",
+                "presets carry each GPU's memory as CUDA reports it",
+                f"use one of: {', '.join(preset_names())}; or --gpu-memory SIZE --gpus N",
+            )
+        return inventory_from_preset(s.gpu, count, max_gpus=0 if s.gpus else 8)
+    if s.gpu_memory:
+        return inventory_from_size(s.gpu_memory, count, max_gpus=0 if s.gpus else 8)
+    return gpu_adapter.require_inventory()
+
+
+def requirements_for(s: PlanSettings, version: str | None) -> Requirements:
+    if s.max_model_len is None and (s.prompt is None or s.completion is None):
+        raise UserError(
+            "no context size given",
+            "max_model_len = prompt + completion + buffer",
+            "pass --prompt N --completion N (and optionally --buffer N), or --max-model-len N",
+        )
+    if s.max_model_len is not None and (s.prompt is not None or s.completion is not None):
+        raise UserError("--max-model-len and --prompt/--completion both given", "they say the same thing two ways", "pass one or the other")
+    return Requirements(
+        max_model_len=s.max_model_len,
+        prompt=s.prompt,
+        completion=s.completion,
+        buffer=s.buffer,
+        gpu_memory_utilization=s.gpu_memory_utilization,
+        tensor_parallel_size=s.tensor_parallel_size,
+        pipeline_parallel_size=s.pipeline_parallel_size,
+        dtype=s.dtype,
+        kv_cache_dtype=s.kv_cache_dtype,
+        block_size=s.block_size,
+        max_num_batched_tokens=s.max_num_batched_tokens,
+        max_num_seqs=s.max_num_seqs,
+        kv_cache_memory_bytes=s.kv_cache_memory_bytes,
+        min_concurrency=s.min_concurrency,
+        enforce_eager=s.enforce_eager,
+        enable_prefix_caching=s.enable_prefix_caching,
+        disable_hybrid_kv_cache_manager=s.disable_hybrid_kv_cache_manager,
+        allow_long_max_model_len=s.allow_long_max_model_len,
+        vllm_version=version,
+        served_model_name=s.served_model_name,
+        hf_overrides=s.hf_overrides,
+    )
+
+
+def build_plan(s: PlanSettings) -> Plan:
+    """Settings -> plan, through the adapters (model reader, GPUs, installed vLLM) and the pure engine."""
+    installed = find_vllm() if (s.vllm_version is None or s.device == "auto") else None
+    version = s.vllm_version or (installed.version if installed else None)
+    cpu = s.device == "cpu" or (s.device == "auto" and installed is not None and installed.cpu_build and not s.gpu and not s.gpu_memory)
+    spec = read_model(s.model, s.revision, s.hf_overrides)
+    inventory = inventory_for(s, cpu)
+    requirements = requirements_for(s, version)
+    if inventory.device != "cpu" and s.tensor_parallel_size * s.pipeline_parallel_size > inventory.count:
+        raise UserError(
+            f"TP x PP = {s.tensor_parallel_size * s.pipeline_parallel_size} GPUs asked, {inventory.count} present",
+            "vLLM needs one GPU per rank (World size is larger than the number of available GPUs)",
+            "lower --tensor-parallel-size/--pipeline-parallel-size, or pass --gpus N when planning offline",
+        )
+    try:
+        return make_plan(spec, inventory, requirements)
+    except PlanError as exc:
+        raise UserError(str(exc), "", "check the sizes you passed") from exc
+
+
+def run(s: PlanSettings) -> int:
+    plan = build_plan(s)
+    fmt = "json" if s.json_output else s.format
+    if fmt == "json":
+        print(json.dumps(plan_json(plan), indent=2))
+    elif fmt == "args":
+        print(shlex.join(plan.vllm_args))
+    elif fmt == "vllm-config":
+        sys.stdout.write(vllm_config_yaml(plan))
+    else:
+        sys.stdout.write(plan_text(plan))
+    return 0 if plan.fits else 1

@@ -1,0 +1,222 @@
+"""Adapter: find a model's config and checkpoint size on disk, in the HF cache, on the Hub, or in the
+offline catalog. Reads only small JSON files and safetensors headers, never weights."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import struct
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from launcher.errors import UserError
+from launcher.model.config import spec_from_config
+from launcher.model.spec import ModelSpec
+
+REPO_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
+SAFETENSORS_DTYPE_BYTES = {
+    "F64": 8,
+    "F32": 4,
+    "F16": 2,
+    "BF16": 2,
+    "I64": 8,
+    "I32": 4,
+    "I16": 2,
+    "I8": 1,
+    "U8": 1,
+    "F8_E4M3": 1,
+    "F8_E5M2": 1,
+    "BOOL": 1,
+    "F8_E8M0": 1,
+    "F4": 0.5,
+}
+HUB_TIMEOUT_S = 5.0
+
+
+def _read_json(path: Path, what: str) -> dict[str, Any]:
+    try:
+        data = json.loads(path.read_text())
+    except json.JSONDecodeError as exc:
+        raise UserError(
+            f"{path}: {what} is not valid JSON ({exc})", "vLLM would fail to read it too", f"fix or re-download {path.name}"
+        ) from exc
+    except OSError as exc:
+        raise UserError(f"cannot read {path}: {exc.strerror}", "", "check the path and its permissions") from exc
+    if not isinstance(data, dict):
+        raise UserError(f"{path}: {what} is not a JSON object", "", f"fix or re-download {path.name}")
+    return data
+
+
+def safetensors_header_bytes(path: Path) -> int:
+    """Size of the tensors in one .safetensors file, from its JSON header (the first bytes only)."""
+    with path.open("rb") as f:
+        (length,) = struct.unpack("<Q", f.read(8))
+        header = json.loads(f.read(length))
+    return max((int(t["data_offsets"][1]) for k, t in header.items() if k != "__metadata__"), default=0)
+
+
+def local_weight_bytes(directory: Path) -> tuple[int, str] | None:
+    index = directory / "model.safetensors.index.json"
+    if index.is_file():
+        total = _read_json(index, "the safetensors index").get("metadata", {}).get("total_size")
+        if isinstance(total, int) and total > 0:
+            return total, "safetensors index"
+    files = sorted(directory.glob("*.safetensors"))
+    if files:
+        return sum(safetensors_header_bytes(f) for f in files), "safetensors headers"
+    return None
+
+
+def load_catalog() -> dict[str, dict[str, Any]]:
+    return json.loads(resources.files("launcher.data").joinpath("catalog.json").read_text())
+
+
+def _apply_overrides(config: dict[str, Any], overrides: dict[str, Any] | None) -> dict[str, Any]:
+    if not overrides:
+        return config
+    merged = dict(config)
+    target = merged
+    if isinstance(merged.get("text_config"), dict):
+        merged["text_config"] = target = dict(merged["text_config"])
+    target.update(overrides)
+    return merged
+
+
+def read_local(path: Path, overrides: dict[str, Any] | None) -> ModelSpec:
+    directory = path.parent if path.is_file() else path
+    config_path = path if path.is_file() else path / "config.json"
+    if not config_path.is_file():
+        raise UserError(
+            f"{directory}: no config.json",
+            "vLLM needs the model's config.json to load it",
+            "point --model at a Hugging Face model directory, its config.json, or a Hub repo id",
+        )
+    config = _apply_overrides(_read_json(config_path, "config.json"), overrides)
+    gen_path = directory / "generation_config.json"
+    generation = _read_json(gen_path, "generation_config.json") if gen_path.is_file() else None
+    weights = local_weight_bytes(directory)
+    return spec_from_config(
+        config,
+        str(path),
+        weights_bytes=weights[0] if weights else None,
+        weights_source=weights[1] if weights else "estimate",
+        generation_config=generation,
+        facts_source=f"local files in {directory}",
+    )
+
+
+def read_catalog(repo_id: str, overrides: dict[str, Any] | None, reason: str) -> ModelSpec:
+    entry = load_catalog()[repo_id]
+    return spec_from_config(
+        _apply_overrides(entry["config"], overrides),
+        repo_id,
+        weights_bytes=entry["weights_bytes"],
+        weights_source="catalog: " + entry["weights_source"],
+        facts_source=f"offline catalog ({reason}); config from {entry['source']}",
+    )
+
+
+def read_hub(repo_id: str, revision: str | None, overrides: dict[str, Any] | None) -> ModelSpec:
+    """Config and size from the Hub (or the HF cache). Falls back to the catalog when the Hub is unreachable."""
+    os.environ.setdefault("HF_HUB_ETAG_TIMEOUT", str(int(HUB_TIMEOUT_S)))
+    os.environ.setdefault("HF_HUB_DOWNLOAD_TIMEOUT", str(int(HUB_TIMEOUT_S)))
+    from huggingface_hub import HfApi, hf_hub_download  # heavy: imported only for Hub models
+    from huggingface_hub import errors as hf_errors
+
+    catalog = load_catalog()
+
+    def fetch(filename: str) -> Path | None:
+        try:
+            return Path(hf_hub_download(repo_id, filename, revision=revision))
+        except hf_errors.EntryNotFoundError:
+            return None
+
+    try:
+        config_path = fetch("config.json")
+    except hf_errors.GatedRepoError as exc:
+        raise UserError(
+            f"{repo_id} is a gated repository and the Hub refused access",
+            "its files are readable only with an accepted licence and a token",
+            "accept the licence on huggingface.co and set HF_TOKEN (never put the token in a flag)",
+        ) from exc
+    except hf_errors.RepositoryNotFoundError as exc:
+        raise UserError(
+            f"{repo_id}: no such model on the Hub (or it is private)",
+            "vLLM would fail the same way after starting",
+            "check the repo id; for a private repo set HF_TOKEN",
+        ) from exc
+    except hf_errors.RevisionNotFoundError as exc:
+        raise UserError(f"{repo_id}: revision {revision!r} not found", "", "check --revision") from exc
+    except (hf_errors.LocalEntryNotFoundError, OSError) as exc:
+        if repo_id in catalog:
+            return read_catalog(repo_id, overrides, "the Hub could not be reached and the HF cache has no copy")
+        raise UserError(
+            f"cannot read {repo_id}: the Hub is unreachable and the model is not in the HF cache",
+            "the sizing engine needs the model's config.json",
+            "download it once (huggingface-cli download REPO config.json), or pass --model a local directory",
+        ) from exc
+    if config_path is None:
+        raise UserError(f"{repo_id} has no config.json", "vLLM needs it", "check that this is a Transformers model repo")
+    config = _apply_overrides(_read_json(config_path, "config.json"), overrides)
+    generation = None
+    weights: tuple[int, str] | None = None
+    try:
+        gen_path = fetch("generation_config.json")
+        generation = _read_json(gen_path, "generation_config.json") if gen_path else None
+        index_path = fetch("model.safetensors.index.json")
+        if index_path:
+            total = _read_json(index_path, "the safetensors index").get("metadata", {}).get("total_size")
+            if isinstance(total, int) and total > 0:
+                weights = (total, "safetensors index")
+        if weights is None and not os.environ.get("HF_HUB_OFFLINE"):
+            meta = HfApi().get_safetensors_metadata(repo_id, revision=revision)
+            total = sum(int(count * SAFETENSORS_DTYPE_BYTES.get(dtype, 2)) for dtype, count in meta.parameter_count.items())
+            weights = (total, "hub safetensors metadata") if total else None
+    except (hf_errors.HfHubHTTPError, hf_errors.LocalEntryNotFoundError, OSError, ValueError):
+        pass  # size falls back to the estimate below, labelled as such
+    if weights is None and repo_id in catalog:
+        entry = catalog[repo_id]
+        weights = (entry["weights_bytes"], "catalog: " + entry["weights_source"])
+    return spec_from_config(
+        config,
+        repo_id,
+        weights_bytes=weights[0] if weights else None,
+        weights_source=weights[1] if weights else "estimate",
+        generation_config=generation,
+        facts_source=f"Hugging Face Hub {repo_id}" + (f"@{revision}" if revision else ""),
+    )
+
+
+def read_model(model: str, revision: str | None = None, hf_overrides: str | None = None) -> ModelSpec:
+    """Resolve --model: a local directory, a path to config.json, or a Hub repo id."""
+    overrides = None
+    if hf_overrides:
+        try:
+            overrides = json.loads(hf_overrides)
+        except json.JSONDecodeError as exc:
+            raise UserError(
+                f"--hf-overrides is not valid JSON: {exc}",
+                "vLLM parses it as JSON",
+                "quote it, e.g. '{\"max_position_embeddings\": 65536}'",
+            ) from exc
+        if not isinstance(overrides, dict):
+            raise UserError("--hf-overrides must be a JSON object", "", "e.g. '{\"max_position_embeddings\": 65536}'")
+    path = Path(model).expanduser()
+    if path.exists():
+        return read_local(path, overrides)
+    if model.startswith(("/", ".", "~")) or not REPO_ID.match(model):
+        raise UserError(
+            f"--model {model!r}: no such file or directory, and not a Hub repo id",
+            "a model is a local directory, a path to its config.json, or 'owner/name' on the Hub",
+            "check the path",
+        )
+    if os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes", "on"):
+        try:
+            return read_hub(repo_id=model, revision=revision, overrides=overrides)
+        except UserError:
+            if model in load_catalog():
+                return read_catalog(model, overrides, "HF_HUB_OFFLINE is set and the HF cache has no copy")
+            raise
+    return read_hub(model, revision, overrides)

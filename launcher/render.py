@@ -1,0 +1,57 @@
+"""Renderers turn a plan into text through the jinja2 templates in `templates/` (shipped as
+`launcher.templates`). No script text is assembled in Python."""
+
+from __future__ import annotations
+
+import json
+import shlex
+from importlib import resources
+from typing import Any
+
+import jinja2
+
+
+def _yaml_scalar(value: Any) -> str:
+    """A YAML scalar that reads back as exactly this value (JSON strings are valid YAML)."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (int, float)):
+        return str(value)
+    return json.dumps(str(value))
+
+
+def _load(name: str) -> str:
+    return resources.files("launcher.templates").joinpath(name).read_text()
+
+
+ENV = jinja2.Environment(
+    loader=jinja2.FunctionLoader(_load),
+    undefined=jinja2.StrictUndefined,
+    keep_trailing_newline=True,
+    autoescape=False,
+)
+ENV.filters["shquote"] = shlex.quote
+ENV.filters["yaml"] = _yaml_scalar
+
+
+def render(template: str, **context: Any) -> str:
+    return ENV.get_template(template).render(**context)
+
+
+def args_to_options(args: list[str] | tuple[str, ...]) -> dict[str, Any]:
+    """vLLM arguments (model first) -> the key/value form `vllm serve --config FILE` reads."""
+    options: dict[str, Any] = {"model": args[0]}
+    i = 1
+    while i < len(args):
+        key = args[i].removeprefix("--")
+        if i + 1 < len(args) and not args[i + 1].startswith("--"):
+            value: Any = args[i + 1]
+            options[key] = int(value) if value.isdigit() else value
+            i += 2
+        else:
+            if key.startswith("no-"):
+                options[key.removeprefix("no-")] = False
+            else:
+                options[key] = True
+            i += 1
+    return options

@@ -1,0 +1,85 @@
+"""A plan as the stable JSON object tools depend on, and as a readable report."""
+
+from __future__ import annotations
+
+import shlex
+from typing import Any
+
+from launcher import __version__
+from launcher.hardware import GiB
+from launcher.render import args_to_options, render
+from launcher.sizing.plan import Plan
+
+
+def plan_json(plan: Plan) -> dict[str, Any]:
+    """Keys up to `vllm_args` are the documented contract; keep their names and meanings stable."""
+    m = plan.memory
+    return {
+        "max_model_len": plan.max_model_len,
+        "fits": plan.fits,
+        "kv_cache_memory_bytes": m.kv_available,
+        "kv_cache_tokens": plan.kv_cache_tokens,
+        "max_concurrency": round(plan.max_concurrency, 4),
+        "num_gpu_blocks": plan.num_gpu_blocks,
+        "block_size": plan.block_size,
+        "weights_bytes": m.weights,
+        "estimated_max_model_len": plan.estimated_max_model_len,
+        "tensor_parallel_size": plan.tensor_parallel_size,
+        "pipeline_parallel_size": plan.pipeline_parallel_size,
+        "vllm_args": list(plan.vllm_args),
+        "env": dict(plan.env),
+        "model": plan.model,
+        "vllm_version": plan.vllm_version,
+        "device": plan.device,
+        "gpu": {
+            "name": plan.gpu_name,
+            "count": plan.gpus_available,
+            "total_bytes": plan.total_memory_bytes,
+            "free_bytes": plan.free_memory_bytes,
+        },
+        "context_limit": {
+            "derived_max_model_len": plan.context.derived,
+            "key": plan.context.key,
+            "default_max_model_len": plan.context.default,
+        },
+        "memory": {
+            "gpu_memory_utilization": plan.gpu_memory_utilization,
+            "requested_bytes": m.requested,
+            "weights_bytes": m.weights,
+            "non_torch_bytes": m.non_torch,
+            "activation_peak_bytes": m.activation,
+            "cudagraph_bytes": m.cudagraph,
+            "kv_cache_memory_bytes": m.kv_available,
+            "explicit_kv_cache_memory": m.explicit_kv,
+            "tightest_pipeline_stage": m.stage,
+        },
+        "kv": {
+            "kv_cache_dtype": plan.kv_cache_dtype,
+            "bytes_per_token": plan.kv_bytes_per_token,
+            "bytes_per_block": plan.bytes_per_block,
+            "groups": plan.num_kv_groups,
+            "blocks_per_request": plan.blocks_per_request,
+            "inflight_tokens": plan.inflight_tokens,
+        },
+        "max_num_batched_tokens": plan.max_num_batched_tokens,
+        "max_num_seqs": plan.max_num_seqs,
+        "problems": list(plan.problems),
+        "remedies": [{"title": r.title, "detail": r.detail, "vllm_args": list(r.vllm_args), "env": dict(r.env)} for r in plan.remedies],
+        "notes": list(plan.notes),
+        "weights_source": plan.weights_source,
+        "facts_source": plan.facts_source,
+    }
+
+
+def serve_command(plan: Plan) -> str:
+    env = " ".join(f"{k}={shlex.quote(v)}" for k, v in plan.env)
+    cmd = "vllm serve " + " ".join(shlex.quote(a) for a in plan.vllm_args)
+    return f"{env} {cmd}" if env else cmd
+
+
+def plan_text(plan: Plan) -> str:
+    return render("plan.txt.j2", plan=plan, m=plan.memory, GiB=GiB, command=serve_command(plan), shquote=shlex.quote)
+
+
+def vllm_config_yaml(plan: Plan) -> str:
+    return render("vllm-config.yaml.j2", plan=plan, options=args_to_options(plan.vllm_args), version=__version__)

@@ -1,0 +1,163 @@
+"""Settings: one pydantic-settings model per command gives its flags, `VLLM_LAUNCH_*` environment
+variables and the TOML config file (`--config`), with one precedence: flags > env > file > defaults.
+
+Flags that mean what vLLM's mean carry vLLM's names; our own inputs are plain words.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import BeforeValidator, Field, field_validator
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict, TomlConfigSettingsSource
+
+_HUMAN = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmgtKMGT]?)\s*$")
+
+
+def parse_human_int(value: Any) -> Any:
+    """vLLM's `human_readable_int`: `32k` = 32000 (decimal), `32K` = 32768 (binary), `25.6k` = 25600."""
+    if not isinstance(value, str):
+        return value
+    text = value.strip().replace("_", "")
+    if text.lstrip("-").isdigit():
+        return int(text)
+    match = _HUMAN.match(text)
+    if not match:
+        raise ValueError(f"{value!r} is not a number (use e.g. 58000, 32k = 32000 or 32K = 32768)")
+    number, suffix = match.groups()
+    if not suffix:
+        raise ValueError(f"{value!r} is not a whole number")
+    power = "kmgt".index(suffix.lower()) + 1
+    if suffix.isupper():
+        if "." in number:
+            raise ValueError(f"Decimals are not allowed with binary suffixes like {suffix}. Did you mean {number}{suffix.lower()}?")
+        return int(number) * 1024**power
+    return int(float(number) * 1000**power)
+
+
+HumanInt = Annotated[int, BeforeValidator(parse_human_int)]
+PositiveInt = Annotated[int, BeforeValidator(parse_human_int), Field(gt=0)]
+
+
+class LaunchSettings(BaseSettings):
+    """Base of every command's settings."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="VLLM_LAUNCH_",
+        cli_kebab_case=True,
+        cli_implicit_flags=True,
+        cli_hide_none_type=True,
+        cli_avoid_json=True,
+        use_attribute_docstrings=True,
+        extra="ignore",
+        toml_file=None,
+    )
+
+    config: Path | None = None
+    """TOML file with defaults for any flag of this command (snake_case keys, e.g. max_model_len = 58000).
+    Precedence: flags > VLLM_LAUNCH_* environment > this file > built-in defaults."""
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        return init_settings, env_settings, TomlConfigSettingsSource(settings_cls)
+
+
+def with_config_file(cls: type[LaunchSettings], path: Path | None) -> type[LaunchSettings]:
+    """The same settings class reading `path` as its config file."""
+    if path is None:
+        return cls
+    return type(cls.__name__, (cls,), {"model_config": {**cls.model_config, "toml_file": path}, "__doc__": cls.__doc__})
+
+
+class ModelSettings(LaunchSettings):
+    """Which model, and where its facts come from."""
+
+    model: str = Field(..., min_length=1)
+    """Model: a local directory, a path to its config.json, or a Hugging Face repo id (HF_TOKEN, the HF cache
+    and HF_HUB_OFFLINE are honoured; a built-in catalog of popular models answers when the Hub is unreachable)."""
+    revision: str | None = None
+    """Hub revision (branch, tag or commit) of --model."""
+    hf_overrides: str | None = None
+    """JSON merged into the model's config, exactly like vLLM's --hf-overrides (passed on to vLLM too)."""
+
+
+class PlanSettings(ModelSettings):
+    """Plan a vLLM server: context length, KV cache, memory, concurrency; and whether it fits."""
+
+    prompt: PositiveInt | None = None
+    """Longest prompt, in tokens (after the chat template)."""
+    completion: PositiveInt | None = None
+    """Longest completion (max_tokens), in tokens."""
+    buffer: HumanInt = Field(1000, ge=0)
+    """Spare tokens added to prompt + completion for --max-model-len."""
+    max_model_len: PositiveInt | None = None
+    """vLLM's --max-model-len, instead of --prompt/--completion (vLLM's syntax: 32k = 32000, 32K = 32768)."""
+    gpu: str | None = None
+    """Plan for this GPU instead of the local ones (presets: see `vllm-launch gpus --presets`)."""
+    gpu_memory: HumanInt | None = Field(None, gt=0)
+    """Total memory per GPU as CUDA reports it, in bytes (32G, 80G, 85899345920...), instead of --gpu."""
+    gpus: PositiveInt | None = None
+    """Number of GPUs with --gpu or --gpu-memory (default: tensor x pipeline parallel size)."""
+    device: Literal["auto", "cuda", "cpu"] = "auto"
+    """Backend to plan for: cuda, cpu (vLLM's CPU build, host memory), or auto (cpu when the installed vLLM is a CPU build)."""
+    gpu_memory_utilization: float | None = Field(None, gt=0, le=1)
+    """vLLM's --gpu-memory-utilization (default: that vLLM version's default, 0.92 in 0.32)."""
+    tensor_parallel_size: PositiveInt = 1
+    """vLLM's --tensor-parallel-size."""
+    pipeline_parallel_size: PositiveInt = 1
+    """vLLM's --pipeline-parallel-size."""
+    dtype: Literal["auto", "bfloat16", "float16", "half", "float32", "float"] = "auto"
+    """vLLM's --dtype."""
+    kv_cache_dtype: Literal["auto", "bfloat16", "float16", "fp8", "fp8_e4m3", "fp8_e5m2", "fp8_inc", "fp8_ds_mla"] = "auto"
+    """vLLM's --kv-cache-dtype."""
+    block_size: PositiveInt | None = None
+    """vLLM's --block-size (default: 16 on CUDA, 64 for MLA, 128 on CPU)."""
+    max_num_batched_tokens: PositiveInt | None = None
+    """vLLM's --max-num-batched-tokens (default: by GPU, as vLLM chooses)."""
+    max_num_seqs: PositiveInt | None = None
+    """vLLM's --max-num-seqs."""
+    kv_cache_memory_bytes: HumanInt | None = Field(None, gt=0)
+    """vLLM's --kv-cache-memory-bytes: KV cache size per GPU, bypassing the utilization budget."""
+    min_concurrency: float = Field(1.0, gt=0)
+    """Full-length requests that must fit in the KV cache at once for the plan to count as fitting."""
+    enforce_eager: bool = False
+    """vLLM's --enforce-eager (no CUDA graphs, so no graph memory)."""
+    enable_prefix_caching: bool = True
+    """vLLM's prefix caching (--no-enable-prefix-caching to turn it off)."""
+    disable_hybrid_kv_cache_manager: bool = False
+    """vLLM's --disable-hybrid-kv-cache-manager (sliding-window layers then store the whole context)."""
+    allow_long_max_model_len: bool = False
+    """Set VLLM_ALLOW_LONG_MAX_MODEL_LEN=1 for vLLM: accept a --max-model-len above the model's limit (risky)."""
+    vllm_version: str | None = None
+    """vLLM version whose rules to apply (default: the installed vllm, else 0.32.0)."""
+    served_model_name: str | None = None
+    """vLLM's --served-model-name."""
+    json_output: bool = Field(False, alias="json")
+    """Print the plan as one JSON object (stable keys)."""
+    format: Literal["text", "json", "args", "vllm-config"] = "text"
+    """Output: text, json, args (vLLM's arguments only) or vllm-config (YAML for `vllm serve --config`)."""
+
+    @field_validator("vllm_version")
+    @classmethod
+    def _version(cls, value: str | None) -> str | None:
+        if value is not None and not re.match(r"^v?\d+\.\d+", value):
+            raise ValueError(f"{value!r} is not a vLLM version (e.g. 0.32.0)")
+        return value
+
+
+class GpusSettings(LaunchSettings):
+    """Show the GPUs vLLM would see (NVML), or the built-in presets."""
+
+    json_output: bool = Field(False, alias="json")
+    """Print JSON."""
+    presets: bool = False
+    """List the GPU presets usable with --gpu instead of the local GPUs."""

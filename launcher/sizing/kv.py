@@ -1,0 +1,228 @@
+"""KV-cache layout: per-layer page sizes, the hybrid allocator's grouping, blocks per request.
+
+Mirrors vLLM 0.32's `v1/kv_cache_interface.py` and `v1/core/kv_cache_utils.py`
+(`get_kv_cache_groups`, `unify_kv_cache_spec_page_size`, `_get_kv_cache_groups_uniform_page_size`,
+`_project_kv_cache_groups_to_worker`, `_get_kv_cache_bytes_per_block`). Pure functions.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+
+from launcher.model.spec import LayerSpec, MambaState
+
+KV_DTYPE_BYTES = {
+    "bfloat16": 2,
+    "float16": 2,
+    "float32": 4,
+    "fp8": 1,
+    "fp8_e4m3": 1,
+    "fp8_e5m2": 1,
+    "fp8_inc": 1,
+    "int8_per_token_head": 1,
+    "fp8_per_token_head": 1,
+    "int4_per_token_head": 1,
+}
+MLA_FIXED_BYTES_PER_TOKEN = {"fp8_ds_mla": 656, "nvfp4_ds_mla": 352}
+SMALLEST_KERNEL_BLOCK = 16
+
+
+def cdiv(a: int, b: int) -> int:
+    return -(-a // b)
+
+
+@dataclass(frozen=True)
+class LayerPage:
+    """One layer's cache spec on one rank: the unit vLLM groups (a `KVCacheSpec`)."""
+
+    kind: str  # full / sliding / chunked / mla / mamba
+    block_size: int
+    page_bytes: int  # bytes of one block of this layer (padded for Mamba)
+    window: int | None = None
+    mamba_blocks: int = 0  # state blocks a request holds (Mamba only)
+
+    @property
+    def key(self) -> tuple:
+        return (self.kind, self.block_size, self.page_bytes, self.window, self.mamba_blocks)
+
+
+@dataclass(frozen=True)
+class KVGroup:
+    """A KV-cache group: layers sharing one block table."""
+
+    spec: LayerPage
+    layers: tuple[int, ...]  # layer indices (into the model's KV layers)
+
+
+def kv_elem_bytes(kv_cache_dtype: str, model_dtype: str, checkpoint_kv_quantized: bool) -> int:
+    if kv_cache_dtype == "auto":
+        return 1 if checkpoint_kv_quantized else KV_DTYPE_BYTES.get(model_dtype, 2)
+    if kv_cache_dtype not in KV_DTYPE_BYTES:
+        raise ValueError(f"unsupported --kv-cache-dtype {kv_cache_dtype!r}")
+    return KV_DTYPE_BYTES[kv_cache_dtype]
+
+
+def attention_bytes_per_token(layer: LayerSpec, tp: int, elem: int, kv_cache_dtype: str) -> int:
+    if layer.kind == "mla":  # one latent per token, replicated on every TP rank
+        return MLA_FIXED_BYTES_PER_TOKEN.get(kv_cache_dtype, layer.head_size * elem)
+    heads = max(1, layer.kv_heads // tp)  # replicated when kv_heads < TP
+    return 2 * heads * layer.head_size * elem
+
+
+def mamba_state_bytes(state: MambaState, tp: int, elem: int, ssm_elem: int) -> int:
+    conv = (state.conv_kernel - 1) * (state.conv_dim // tp) * elem
+    if state.family == "mamba1":
+        ssm = (state.conv_dim // tp) * state.ssm_state * ssm_elem
+    else:
+        ssm = (state.ssm_heads // tp) * state.ssm_head_dim * state.ssm_state * ssm_elem
+    return conv + ssm
+
+
+def layer_pages(
+    layers: tuple[LayerSpec, ...],
+    *,
+    tp: int,
+    block_size: int,
+    elem: int,
+    kv_cache_dtype: str,
+    ssm_elem: int,
+    prefix_caching: bool,
+    hybrid_allocator: bool,
+) -> tuple[list[LayerPage], int]:
+    """Per-layer specs for one TP rank (before PP split), and the block size actually used.
+
+    Hybrid Mamba models raise the attention block size so one attention page holds at least one
+    Mamba state (`_align_hybrid_block_size`); this overrides a user --block-size, as in vLLM.
+    """
+    kv_layers = [layer for layer in layers if layer.kind != "shared"]
+    attn = [layer for layer in kv_layers if layer.kind != "mamba"]
+    mambas = [layer for layer in kv_layers if layer.kind == "mamba"]
+    state_bytes = 0
+    if mambas:
+        state = mambas[0].mamba
+        assert state is not None
+        state_bytes = mamba_state_bytes(state, tp, elem, ssm_elem)
+        if attn:
+            per_token = attention_bytes_per_token(attn[0], tp, elem, kv_cache_dtype)
+            align = max(SMALLEST_KERNEL_BLOCK, block_size)
+            if attn[0].kind == "mla":
+                align = max(align, 128)
+            block_size = align * cdiv(state_bytes, align * per_token)
+
+    pages = []
+    for layer in kv_layers:
+        if layer.kind == "mamba":
+            assert layer.mamba is not None
+            blocks = layer.mamba.align_blocks if prefix_caching else 1
+            pages.append(LayerPage("mamba", block_size, state_bytes, None, blocks))
+            continue
+        per_token = attention_bytes_per_token(layer, tp, elem, kv_cache_dtype)
+        kind, window = layer.kind, layer.window
+        if kind in ("sliding", "chunked") and not hybrid_allocator:
+            kind, window = "full", None  # promoted: every layer stores the whole context
+        pages.append(LayerPage(kind, block_size, block_size * per_token, window))
+    if mambas and attn:
+        padded = max(p.page_bytes for p in pages if p.kind != "mamba")
+        pages = [replace(p, page_bytes=max(p.page_bytes, padded)) if p.kind == "mamba" else p for p in pages]
+    return pages, block_size
+
+
+def _unify_page_sizes(pages: list[LayerPage]) -> list[LayerPage]:
+    """Smaller attention pages get a larger block size (integer ratio) or padding; Mamba pages padding."""
+    largest = max(p.page_bytes for p in pages)
+    out = []
+    for p in pages:
+        if p.page_bytes == largest:
+            out.append(p)
+        elif p.kind != "mamba" and largest % p.page_bytes == 0:
+            ratio = largest // p.page_bytes
+            out.append(replace(p, block_size=p.block_size * ratio, page_bytes=largest))
+        else:
+            out.append(replace(p, page_bytes=largest))
+    return out
+
+
+def kv_groups(pages: list[LayerPage]) -> list[KVGroup]:
+    """Group layers as vLLM's `get_kv_cache_groups` does (whole model, before PP projection)."""
+    if not pages:
+        return []
+    if len({(p.kind, p.window, p.mamba_blocks) for p in pages}) == 1:
+        return [KVGroup(pages[0] if len({p.key for p in pages}) == 1 else _summed(pages), tuple(range(len(pages))))]
+    pages = _unify_page_sizes(pages)
+    buckets: dict[tuple, list[int]] = {}
+    for index, page in enumerate(pages):
+        buckets.setdefault(page.key, []).append(index)
+    sizes = [len(v) for v in buckets.values()]
+    group_size = min(sizes)
+    if max(sizes) < min(sizes) * 1.5:
+        group_size = max(sizes)
+    groups = []
+    for indices in buckets.values():
+        n_groups = cdiv(len(indices), group_size)
+        for i in range(n_groups):
+            groups.append(KVGroup(pages[indices[0]], tuple(indices[i::n_groups])))
+    return groups
+
+
+def _summed(pages: list[LayerPage]) -> LayerPage:
+    # Same attention type, different per-layer sizes (vLLM's UniformTypeKVCacheSpecs): one group whose
+    # block costs the sum of the layers' pages; stored as the mean so that layers x page stays exact.
+    return replace(pages[0], page_bytes=sum(p.page_bytes for p in pages) // len(pages))
+
+
+def bytes_per_block(groups: list[KVGroup], stage_layers: set[int] | None = None) -> int:
+    """The largest group's bytes per block on a worker holding `stage_layers` (all when None)."""
+    best = 0
+    for group in groups:
+        count = len(group.layers) if stage_layers is None else sum(1 for i in group.layers if i in stage_layers)
+        best = max(best, count * group.spec.page_bytes)
+    return best
+
+
+def blocks_per_request(group: KVGroup, max_model_len: int, inflight: int) -> int:
+    spec = group.spec
+    if spec.kind in ("full", "mla"):
+        return cdiv(max_model_len, spec.block_size)
+    if spec.kind == "sliding":
+        assert spec.window is not None
+        return cdiv(min(spec.window - 1 + inflight, max_model_len), spec.block_size) + 1
+    if spec.kind == "chunked":
+        assert spec.window is not None
+        return cdiv(min(spec.window + inflight, max_model_len), spec.block_size)
+    return spec.mamba_blocks
+
+
+def request_blocks(groups: list[KVGroup], max_model_len: int, inflight: int) -> int:
+    """R(L): blocks one full-length request takes from the shared pool, summed over groups."""
+    return sum(blocks_per_request(g, max_model_len, inflight) for g in groups)
+
+
+def estimate_max_len(groups: list[KVGroup], bpb: int, avail: int, upper: int, inflight: int) -> int:
+    """vLLM's `_estimate_max_model_len_from_groups`: largest L' <= upper with R(L')*bpb <= avail."""
+
+    def fits(length: int) -> bool:
+        return request_blocks(groups, length, inflight) * bpb <= avail
+
+    if bpb <= 0 or not fits(1):
+        return 0
+    lo, hi, best = 1, upper, 1
+    while lo <= hi:
+        mid = (lo + hi) // 2
+        if fits(mid):
+            best, lo = mid, mid + 1
+        else:
+            hi = mid - 1
+    return best
+
+
+def split_layers(n_layers: int, pp: int) -> list[range]:
+    """vLLM's PP partition: n // pp each, the remainder one each to the stages before the last."""
+    base, rest = divmod(n_layers, pp)
+    sizes = [base] * pp
+    for i in range(rest):
+        sizes[pp - 2 - i if pp > 1 else 0] += 1
+    out, start = [], 0
+    for size in sizes:
+        out.append(range(start, start + size))
+        start += size
+    return out
