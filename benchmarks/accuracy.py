@@ -109,7 +109,8 @@ def main() -> int:
         print(row)
     print(f"\nKV tokens from logged KV memory within +-1%: {exact_ok}/{exact_n}")
     print(
-        f"KV tokens from total GPU memory within +-5%: {total_ok}/{total_n} of the cases with a logged version ({100 * total_ok / max(1, total_n):.0f}%)"
+        f"KV tokens from total GPU memory within +-5%: {total_ok}/{total_n} of the cases with a logged version "
+        f"({100 * total_ok / max(1, total_n):.0f}%)"
     )
     return 0
 

@@ -44,7 +44,8 @@ def run(s: GpusSettings) -> int:
     for g in inv.gpus:
         print(
             f"GPU {g.index}: {g.name} ({g.uuid})  total {g.total_bytes / GiB:.2f} GiB (as CUDA reports it; "
-            f"{g.reserved_bytes / GiB:.2f} GiB reserved by the driver), used {g.used_bytes / GiB:.2f} GiB, free {g.free_bytes / GiB:.2f} GiB"
+            f"{g.reserved_bytes / GiB:.2f} GiB reserved by the driver), "
+            f"used {g.used_bytes / GiB:.2f} GiB, free {g.free_bytes / GiB:.2f} GiB"
         )
         for p in g.processes:
             print(f"    pid {p.pid} {p.name or '?'}: {p.used_bytes / GiB:.2f} GiB")

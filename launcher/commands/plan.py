@@ -88,6 +88,13 @@ def build_plan(s: PlanSettings) -> Plan:
             "vLLM needs one GPU per rank (World size is larger than the number of available GPUs)",
             "lower --tensor-parallel-size/--pipeline-parallel-size, or pass --gpus N when planning offline",
         )
+    if spec.num_attention_heads % s.tensor_parallel_size:
+        divisors = [n for n in range(1, spec.num_attention_heads + 1) if spec.num_attention_heads % n == 0 and n <= 16]
+        raise UserError(
+            f"--tensor-parallel-size {s.tensor_parallel_size} does not divide the model's {spec.num_attention_heads} attention heads",
+            "vLLM splits the heads evenly over the ranks and refuses to start otherwise",
+            f"use one of: {', '.join(map(str, divisors))}",
+        )
     try:
         return make_plan(spec, inventory, requirements)
     except PlanError as exc:

@@ -127,14 +127,18 @@ def read_hub(repo_id: str, revision: str | None, overrides: dict[str, Any] | Non
 
     catalog = load_catalog()
 
-    def fetch(filename: str) -> Path | None:
+    def fetch(filename: str, required: bool = False) -> Path | None:
         try:
             return Path(hf_hub_download(repo_id, filename, revision=revision))
+        except hf_errors.LocalEntryNotFoundError:
+            if required:  # a subclass of EntryNotFoundError: "not cached and offline", not "no such file"
+                raise
+            return None
         except hf_errors.EntryNotFoundError:
             return None
 
     try:
-        config_path = fetch("config.json")
+        config_path = fetch("config.json", required=True)
     except hf_errors.GatedRepoError as exc:
         raise UserError(
             f"{repo_id} is a gated repository and the Hub refused access",

@@ -189,7 +189,8 @@ def make_plan(spec: ModelSpec, inv: GpuInventory, req: Requirements) -> Plan:
     if length > context.derived and not req.allow_long_max_model_len:
         problems.append(
             f"max_model_len {length} is greater than the model's derived limit "
-            f"({context.key}={context.derived}); vLLM refuses to start (User-specified max_model_len ... is greater than the derived max_model_len)."
+            f"({context.key}={context.derived}); vLLM refuses to start with 'User-specified max_model_len ({length}) is greater than "
+            "the derived max_model_len'."
         )
 
     dtype = model_dtype(spec, req.dtype)

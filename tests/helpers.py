@@ -1,0 +1,33 @@
+"""Small helpers shared by tests."""
+
+from __future__ import annotations
+
+import json
+import os
+import struct
+import subprocess
+import sys
+from pathlib import Path
+
+
+def run_cli(*args: str, env: dict[str, str] | None = None, cwd: Path | None = None, timeout: float = 60) -> subprocess.CompletedProcess:
+    """Run `python -m launcher ARGS` as a user would, with HF_HUB_OFFLINE so no test reaches the network."""
+    full_env = {k: v for k, v in os.environ.items() if not k.startswith("VLLM_LAUNCH_")}
+    full_env.update({"HF_HUB_OFFLINE": "1", "PYTHONUNBUFFERED": "1"})
+    full_env.update(env or {})
+    return subprocess.run([sys.executable, "-m", "launcher", *args], capture_output=True, text=True, env=full_env, cwd=cwd, timeout=timeout)
+
+
+def write_model_dir(directory: Path, config: dict, *, index_total: int | None = None, tensors: dict | None = None) -> Path:
+    directory.mkdir(parents=True, exist_ok=True)
+    (directory / "config.json").write_text(json.dumps(config))
+    if index_total is not None:
+        (directory / "model.safetensors.index.json").write_text(json.dumps({"metadata": {"total_size": index_total}, "weight_map": {}}))
+    if tensors is not None:
+        header, offset = {}, 0
+        for name, (dtype, shape, nbytes) in tensors.items():
+            header[name] = {"dtype": dtype, "shape": shape, "data_offsets": [offset, offset + nbytes]}
+            offset += nbytes
+        raw = json.dumps(header).encode()
+        (directory / "model.safetensors").write_bytes(struct.pack("<Q", len(raw)) + raw + b"\0" * offset)
+    return directory
