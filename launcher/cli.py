@@ -22,6 +22,7 @@ from launcher.errors import UserError
 COMMANDS: dict[str, tuple[str, str, str]] = {
     "plan": ("PlanSettings", "launcher.commands.plan", "predict vLLM's context, KV cache and memory; say whether it fits"),
     "gpus": ("GpusSettings", "launcher.commands.gpus", "show the GPUs vLLM would see (NVML), or the presets"),
+    "serve": ("ServeSettings", "launcher.commands.serve", "plan, start vLLM, prove it is ready, supervise it (the default command)"),
 }
 DEFAULT_COMMAND = "serve"
 
@@ -63,12 +64,17 @@ def _format_validation(exc: ValidationError) -> str:
 
 def run_command(name: str, argv: list[str]) -> int:
     from launcher import settings as settings_module
-    from launcher.settings import with_config_file
+    from launcher.settings import for_command
 
     class_name, module_name, _ = COMMANDS[name]
-    cls = with_config_file(getattr(settings_module, class_name), _config_path(argv))
+    extra: list[str] = []
+    if "--" in argv:  # everything after `--` belongs to vLLM
+        argv, extra = argv[: argv.index("--")], argv[argv.index("--") + 1 :]
+    cls = for_command(getattr(settings_module, class_name), f"vllm-launch {name}", _config_path(argv))
     try:
-        settings = CliApp.run(cls, cli_args=argv, cli_prog_name=f"vllm-launch {name}")
+        settings = CliApp.run(cls, cli_args=argv)
+        if extra:
+            settings = settings.model_copy(update={"vllm_extra_args": extra})
     except ValidationError as exc:
         print(f"vllm-launch {name}: invalid input\n  {_format_validation(exc)}", file=sys.stderr)
         return 2

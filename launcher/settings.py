@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 from pydantic import BeforeValidator, Field, field_validator
-from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict, TomlConfigSettingsSource
+from pydantic_settings import BaseSettings, CliSuppress, PydanticBaseSettingsSource, SettingsConfigDict, TomlConfigSettingsSource
 
 _HUMAN = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmgtKMGT]?)\s*$")
 
@@ -71,11 +71,10 @@ class LaunchSettings(BaseSettings):
         return init_settings, env_settings, TomlConfigSettingsSource(settings_cls)
 
 
-def with_config_file(cls: type[LaunchSettings], path: Path | None) -> type[LaunchSettings]:
-    """The same settings class reading `path` as its config file."""
-    if path is None:
-        return cls
-    return type(cls.__name__, (cls,), {"model_config": {**cls.model_config, "toml_file": path}, "__doc__": cls.__doc__})
+def for_command(cls: type[LaunchSettings], prog: str, config_file: Path | None) -> type[LaunchSettings]:
+    """The same settings class, named `prog` in its usage text and reading `config_file` as its TOML source."""
+    config = {**cls.model_config, "cli_prog_name": prog, "toml_file": config_file}
+    return type(cls.__name__, (cls,), {"model_config": config, "__doc__": cls.__doc__})
 
 
 class ModelSettings(LaunchSettings):
@@ -139,6 +138,8 @@ class PlanSettings(ModelSettings):
     """Set VLLM_ALLOW_LONG_MAX_MODEL_LEN=1 for vLLM: accept a --max-model-len above the model's limit (risky)."""
     vllm_version: str | None = None
     """vLLM version whose rules to apply (default: the installed vllm, else 0.32.0)."""
+    vllm: str = "vllm"
+    """The vllm executable (its version and build, CUDA or CPU, select the rules; `serve` runs it)."""
     served_model_name: str | None = None
     """vLLM's --served-model-name."""
     json_output: bool = Field(False, alias="json")
@@ -161,3 +162,26 @@ class GpusSettings(LaunchSettings):
     """Print JSON."""
     presets: bool = False
     """List the GPU presets usable with --gpu instead of the local GPUs."""
+
+
+class ServeSettings(PlanSettings):
+    """Plan, start `vllm serve`, prove it can answer, and supervise it. Arguments after `--` go to vLLM as they are."""
+
+    host: str | None = None
+    """vLLM's --host (default: vLLM's, all interfaces); readiness is probed on 127.0.0.1 unless a host is given."""
+    port: Annotated[int, Field(ge=1, le=65535)] = 8000
+    """vLLM's --port."""
+    api_key_env: str = "VLLM_API_KEY"
+    """Name of the environment variable holding the API key; passed to vLLM through its environment, never on its command line."""
+    deadline: Annotated[float, Field(ge=30)] = 1200
+    """Seconds to wait for the server to be ready (downloads and weight loading included) before giving up."""
+    grace: Annotated[float, Field(ge=0)] = 15
+    """Seconds vLLM gets to exit after SIGTERM before the whole process tree is killed."""
+    ready_file: Path | None = None
+    """Write the endpoint, model, context and KV capacity here as JSON once ready (for scripts)."""
+    log_file: Path | None = None
+    """Where vLLM's output is written besides the terminal (default: ./vllm-launch-PORT.log)."""
+    dry_run: bool = False
+    """Print the plan and the exact command; start nothing."""
+    vllm_extra_args: Annotated[list[str], CliSuppress] = Field(default_factory=list)
+    """Arguments after `--`, passed to `vllm serve` unchanged."""

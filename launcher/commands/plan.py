@@ -76,7 +76,7 @@ def requirements_for(s: PlanSettings, version: str | None) -> Requirements:
 
 def build_plan(s: PlanSettings) -> Plan:
     """Settings -> plan, through the adapters (model reader, GPUs, installed vLLM) and the pure engine."""
-    installed = find_vllm() if (s.vllm_version is None or s.device == "auto") else None
+    installed = find_vllm(s.vllm) if (s.vllm_version is None or s.device == "auto") else None
     version = s.vllm_version or (installed.version if installed else None)
     cpu = s.device == "cpu" or (s.device == "auto" and installed is not None and installed.cpu_build and not s.gpu and not s.gpu_memory)
     spec = read_model(s.model, s.revision, s.hf_overrides)

@@ -1,0 +1,263 @@
+"""`vllm-launch [serve]`: plan, start `vllm serve`, prove it is ready, supervise it, explain failures."""
+
+from __future__ import annotations
+
+import json
+import os
+import shlex
+import signal
+import sys
+import threading
+import time
+from pathlib import Path
+
+from launcher.commands.plan import build_plan
+from launcher.errors import UserError
+from launcher.installed import find_vllm
+from launcher.report import plan_text
+from launcher.serve import preflight, readiness
+from launcher.serve.diagnose import Diagnosis, diagnose
+from launcher.serve.logwatch import LogWatch
+from launcher.serve.process import VllmProcess
+from launcher.settings import ServeSettings
+from launcher.sizing.plan import Plan
+
+START_POLL_S = 0.2  # readiness probe while starting: ready is reported within this of vLLM answering
+EXIT_POLL_S = 0.1  # process liveness: a dead vLLM is noticed within this
+HEALTH_POLL_S = 1.0  # /health while serving (503 = engine dead)
+
+
+class Console:
+    """vLLM's lines go through; on a terminal a status line stays below them, otherwise phases print as plain lines."""
+
+    def __init__(self, stream=sys.stderr) -> None:
+        self.stream = stream
+        self.tty = stream.isatty()
+        self.lock = threading.Lock()
+        self.status = ""
+        self._last_phase = ""
+
+    def line(self, text: str) -> None:
+        with self.lock:
+            if self.tty and self.status:
+                self.stream.write("\r\033[K")
+            self.stream.write(text + "\n")
+            if self.tty and self.status:
+                self.stream.write(self.status)
+            self.stream.flush()
+
+    def say(self, text: str) -> None:
+        self.line(f"[vllm-launch] {text}")
+
+    def progress(self, phase: str, elapsed: float, deadline: float) -> None:
+        if self.tty:
+            with self.lock:
+                self.status = f"[vllm-launch] {phase} ... {elapsed:5.1f} s (deadline {deadline:.0f} s)"
+                self.stream.write("\r\033[K" + self.status)
+                self.stream.flush()
+        elif phase != self._last_phase:
+            self._last_phase = phase
+            self.say(f"{phase} ({elapsed:.1f} s; deadline {deadline:.0f} s)")
+
+    def clear_status(self) -> None:
+        with self.lock:
+            if self.tty and self.status:
+                self.stream.write("\r\033[K")
+                self.stream.flush()
+            self.status = ""
+
+
+def vllm_command(s: ServeSettings, plan: Plan, executable: str) -> list[str]:
+    argv = [executable, "serve", *plan.vllm_args, "--port", str(s.port)]
+    if s.host:
+        argv += ["--host", s.host]
+    return argv + s.vllm_extra_args
+
+
+def launch_env(s: ServeSettings, plan: Plan) -> dict[str, str]:
+    env = dict(os.environ)
+    env.update(dict(plan.env))
+    key = os.environ.get(s.api_key_env)
+    if key:
+        env["VLLM_API_KEY"] = key  # vLLM reads it from its environment: the key never shows in `ps`
+    return env
+
+
+class Supervisor:
+    def __init__(self, s: ServeSettings, plan: Plan, console: Console) -> None:
+        self.s, self.plan, self.console = s, plan, console
+        self.stops = 0
+        self.watch = LogWatch()
+        self.served = s.served_model_name or s.model
+        probe_host = s.host if s.host and s.host not in ("0.0.0.0", "::") else "127.0.0.1"
+        self.base = f"http://{probe_host}:{s.port}"
+        self.api_key = os.environ.get(s.api_key_env)
+
+    def _on_signal(self, signum: int, _frame: object) -> None:
+        self.stops += 1
+        if self.stops == 1:
+            self.console.say(f"{signal.Signals(signum).name}: stopping vLLM (again to kill it at once)")
+
+    def _on_line(self, line: str) -> None:
+        self.watch.feed(line)
+        self.console.line(line)
+
+    def run(self, argv: list[str], env: dict[str, str], log_path: Path) -> int:
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(sig, self._on_signal)
+        started = time.monotonic()
+        self.console.say("starting: " + shlex.join(argv))
+        self.console.say(f"log: {log_path}")
+        proc = VllmProcess(argv, env, log_path, self._on_line)
+        ready_at: float | None = None
+        next_probe = next_health = 0.0
+        try:
+            while True:
+                now = time.monotonic()
+                rc = proc.poll()
+                if rc is not None:
+                    proc.wait_output()
+                    return self._failed(proc, rc, expected_stop=False, ready=ready_at is not None)
+                if self.stops:
+                    return self._stop(proc)
+                if ready_at is None:
+                    if now - started > self.s.deadline:
+                        self.console.clear_status()
+                        self.console.say(f"not ready after {self.s.deadline:.0f} s (last phase: {self.watch.phase}); stopping it")
+                        self._stop(proc)
+                        self._explain(
+                            Diagnosis(
+                                f"vLLM was not ready within --deadline {self.s.deadline:.0f} s",
+                                f"it was still '{self.watch.phase}'",
+                                "raise --deadline if loading is just slow",
+                            ),
+                            None,
+                        )
+                        return 1
+                    self.console.progress(self.watch.phase, now - started, self.s.deadline)
+                    if now >= next_probe:
+                        next_probe = now + START_POLL_S
+                        state = readiness.check(self.base, self.served, self.plan.max_model_len, self.api_key)
+                        if state.ready:
+                            ready_at = time.monotonic()
+                            self.console.clear_status()
+                            self._report_ready(ready_at - started)
+                        elif state.stage in ("models", "completion", "engine dead") and state.detail:
+                            if state.stage != "models" or state.served_max_model_len is not None:
+                                self.console.clear_status()
+                                self.console.say(f"the server answers but is not usable: {state.detail}")
+                                self._stop(proc)
+                                return 1
+                elif now >= next_health:
+                    next_health = now + HEALTH_POLL_S
+                    health = readiness.request(self.base, "/health", timeout=1.0)
+                    if health.status == 503 or self.watch.engine_dead:
+                        self.console.say("vLLM's engine died (/health 503); stopping the server")
+                        self._stop(proc)
+                        self._explain(
+                            diagnose(
+                                self.watch.text(),
+                                None,
+                                port=self.s.port,
+                                max_model_len=self.plan.max_model_len,
+                                gpu_memory_utilization=self.plan.gpu_memory_utilization,
+                            ),
+                            proc.log_path,
+                        )
+                        return 1
+                time.sleep(EXIT_POLL_S)
+        finally:
+            if proc.poll() is None or proc.tree():
+                proc.stop(0)
+
+    def _stop(self, proc: VllmProcess) -> int:
+        self.console.clear_status()
+        rc = proc.stop(self.s.grace, hurry=lambda: self.stops > 1)
+        self.console.say(f"vLLM stopped (status {rc}); no process of it is left")
+        if rc is None or rc == 0:
+            return 0
+        return 128 - rc if rc < 0 else rc
+
+    def _failed(self, proc: VllmProcess, rc: int, *, expected_stop: bool, ready: bool) -> int:
+        self.console.clear_status()
+        proc.stop(0)  # whatever the API server left behind (engine, workers)
+        diagnosis = diagnose(
+            self.watch.text(),
+            rc,
+            port=self.s.port,
+            max_model_len=self.plan.max_model_len,
+            gpu_memory_utilization=self.plan.gpu_memory_utilization,
+        )
+        if rc == 0 and not expected_stop:
+            self.console.say("vLLM exited with status 0 without being asked to stop: that is a failure")
+        self._explain(diagnosis, proc.log_path)
+        return rc if rc not in (0, None) and rc > 0 else 1
+
+    def _explain(self, d: Diagnosis, log_path: Path | None) -> None:
+        say = self.console.say
+        say(f"FAILED: {d.what}")
+        say(f"  why: {d.why}")
+        say(f"  what to do: {d.fix}")
+        command = d.command(sys.argv[1:])
+        if command:
+            say(f"  try: {command}")
+        tail = self.watch.tail(25)
+        if tail:
+            say("last lines of vLLM's log" + (f" ({log_path})" if log_path else "") + ":")
+            for line in tail:
+                self.console.line("    " + line)
+
+    def _report_ready(self, elapsed: float) -> None:
+        plan, w = self.plan, self.watch
+        say = self.console.say
+        say(f"READY in {elapsed:.1f} s: {self.base}/v1  model {self.served!r}  max_model_len {plan.max_model_len:,}")
+        if w.kv_cache_tokens is not None:
+            diff = (w.kv_cache_tokens - plan.kv_cache_tokens) / max(1, plan.kv_cache_tokens) * 100
+            say(
+                f"KV cache: vLLM {w.kv_cache_tokens:,} tokens, {w.max_concurrency or 0:.2f}x; "
+                f"planned {plan.kv_cache_tokens:,} tokens, {plan.max_concurrency:.2f}x ({diff:+.1f}%)"
+            )
+            if abs(diff) > 5:
+                say("warning: vLLM's KV capacity differs from the plan by more than 5%")
+        if self.s.ready_file:
+            write_ready_file(
+                self.s.ready_file,
+                {
+                    "url": self.base,
+                    "openai_base_url": self.base + "/v1",
+                    "model": self.served,
+                    "max_model_len": plan.max_model_len,
+                    "kv_cache_tokens": w.kv_cache_tokens,
+                    "max_concurrency": w.max_concurrency,
+                    "planned_kv_cache_tokens": plan.kv_cache_tokens,
+                    "planned_max_concurrency": round(plan.max_concurrency, 4),
+                    "pid": os.getpid(),
+                    "ready_after_s": round(elapsed, 2),
+                },
+            )
+
+
+def write_ready_file(path: Path, data: dict) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps(data, indent=2) + "\n")
+    tmp.replace(path)
+
+
+def run(s: ServeSettings) -> int:
+    plan = build_plan(s)
+    console = Console()
+    installed = find_vllm(s.vllm)
+    argv = vllm_command(s, plan, installed.executable or s.vllm)
+    if s.dry_run or not plan.fits:
+        sys.stdout.write(plan_text(plan))
+        print("\nvLLM command:\n  " + " ".join(f"{k}={shlex.quote(v)}" for k, v in plan.env) + (" " if plan.env else "") + shlex.join(argv))
+        if not plan.fits:
+            console.say("not starting vLLM: the plan does not fit (see above); nothing was launched")
+            return 1
+        return 0
+    preflight.check_vllm(installed)
+    preflight.check_port(s.host or "0.0.0.0", s.port)
+    log_path = s.log_file or Path(f"vllm-launch-{s.port}.log")
+    if s.ready_file and s.ready_file.exists():
+        raise UserError(f"--ready-file {s.ready_file} already exists", "scripts would read a stale endpoint", "remove it first")
+    return Supervisor(s, plan, console).run(argv, launch_env(s, plan), log_path.resolve())
