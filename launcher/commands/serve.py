@@ -142,12 +142,11 @@ class Supervisor:
                             ready_at = time.monotonic()
                             self.console.clear_status()
                             self._report_ready(ready_at - started)
-                        elif state.stage in ("models", "completion", "engine dead") and state.detail:
-                            if state.stage != "models" or state.served_max_model_len is not None:
-                                self.console.clear_status()
-                                self.console.say(f"the server answers but is not usable: {state.detail}")
-                                self._stop(proc)
-                                return 1
+                        elif state.stage in ("completion", "engine dead") or state.served_max_model_len is not None:
+                            self.console.clear_status()
+                            self.console.say(f"the server answers but is not usable: {state.detail}")
+                            self._stop(proc)
+                            return 1
                 elif now >= next_health:
                     next_health = now + HEALTH_POLL_S
                     health = readiness.request(self.base, "/health", timeout=1.0)

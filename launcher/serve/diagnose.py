@@ -76,7 +76,8 @@ def diagnose(log: str, returncode: int | None, *, port: int, max_model_len: int,
             free, total = m.gib("free_gib") or 0.0, m.gib("total_gib") or 1.0
             fits = max(0.05, int(free / total * 100) / 100 - 0.01)
             return Diagnosis(
-                f"free memory ({free}/{total} GiB) is below the budget ({m.fields.get('gmu')} x total = {m.fields.get('requested_gib')} GiB)",
+                f"free memory ({free}/{total} GiB) is below the budget "
+                f"({m.fields.get('gmu')} x total = {m.fields.get('requested_gib')} GiB)",
                 "vLLM reserves --gpu-memory-utilization of the whole device and refuses when other processes hold part of it",
                 f"stop the other processes, or lower --gpu-memory-utilization to {fits:.2f}",
                 ("--gpu-memory-utilization", f"{fits:.2f}"),

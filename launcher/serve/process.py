@@ -8,6 +8,7 @@ If the launcher itself is killed (even with SIGKILL), a tiny watchdog process, t
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import os
 import signal
@@ -40,10 +41,8 @@ while True:
 
 def _parent_death_signal(sig: int) -> Callable[[], None]:
     def set_it() -> None:  # runs in the child between fork and exec (Linux)
-        try:
+        with contextlib.suppress(OSError):
             ctypes.CDLL("libc.so.6", use_errno=True).prctl(PR_SET_PDEATHSIG, sig)
-        except OSError:
-            pass
 
     return set_it
 
@@ -109,22 +108,16 @@ class VllmProcess:
         return [p for p in self._members.values() if _alive(p)]
 
     def signal_main(self, sig: int) -> None:
-        try:
+        with contextlib.suppress(ProcessLookupError):
             self.proc.send_signal(sig)
-        except ProcessLookupError:
-            pass
 
     def kill_all(self) -> None:
         members = self.tree()
-        try:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(self.pgid, signal.SIGKILL)
-        except (ProcessLookupError, PermissionError):
-            pass
         for p in members:
-            try:
+            with contextlib.suppress(psutil.Error):
                 p.kill()
-            except psutil.Error:
-                pass
 
     def stop(self, grace: float, hurry: Callable[[], bool] = lambda: False) -> int | None:
         """SIGTERM, wait up to `grace` seconds (or until `hurry()`), SIGKILL the rest; wait for the tree to be gone."""
