@@ -23,6 +23,9 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "plan": ("PlanSettings", "launcher.commands.plan", "predict vLLM's context, KV cache and memory; say whether it fits"),
     "gpus": ("GpusSettings", "launcher.commands.gpus", "show the GPUs vLLM would see (NVML), or the presets"),
     "serve": ("ServeSettings", "launcher.commands.serve", "plan, start vLLM, prove it is ready, supervise it (the default command)"),
+    "explain": ("ExplainSettings", "launcher.commands.explain", "explain a vLLM context-length or start-up error with the true numbers"),
+    "check": ("CheckSettings", "launcher.commands.check", "check a request shape against a running server (--probe sends it)"),
+    "budget": ("BudgetSettings", "launcher.commands.budget", "plan a multi-turn episode's token budget"),
 }
 DEFAULT_COMMAND = "serve"
 

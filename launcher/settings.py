@@ -11,7 +11,14 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 from pydantic import BeforeValidator, Field, field_validator
-from pydantic_settings import BaseSettings, CliSuppress, PydanticBaseSettingsSource, SettingsConfigDict, TomlConfigSettingsSource
+from pydantic_settings import (
+    BaseSettings,
+    CliPositionalArg,
+    CliSuppress,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
 
 _HUMAN = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmgtKMGT]?)\s*$")
 
@@ -98,6 +105,10 @@ class PlanSettings(ModelSettings):
     """Longest completion (max_tokens), in tokens."""
     buffer: HumanInt = Field(1000, ge=0)
     """Spare tokens added to prompt + completion for --max-model-len."""
+    turns: PositiveInt | None = None
+    """Multi-turn episodes: --prompt is the first prompt, --completion the per-turn limit; size for the last turn's prompt."""
+    observation: HumanInt = Field(0, ge=0)
+    """Multi-turn episodes: tokens (tool results, user messages) added to the prompt after each turn."""
     max_model_len: PositiveInt | None = None
     """vLLM's --max-model-len, instead of --prompt/--completion (vLLM's syntax: 32k = 32000, 32K = 32768)."""
     gpu: str | None = None
@@ -185,3 +196,66 @@ class ServeSettings(PlanSettings):
     """Print the plan and the exact command; start nothing."""
     vllm_extra_args: Annotated[list[str], CliSuppress] = Field(default_factory=list)
     """Arguments after `--`, passed to `vllm serve` unchanged."""
+
+
+class ExplainSettings(LaunchSettings):
+    """Explain a vLLM context-length or start-up error with the true numbers, and how to fix it."""
+
+    text: CliPositionalArg[list[str]] = Field(default_factory=list)
+    """The error text, or a path to a log file; default: read standard input."""
+    max_tokens: PositiveInt | None = None
+    """The max_tokens the failing request sent (needed to decode some older messages)."""
+    max_model_len: PositiveInt | None = None
+    """The server's --max-model-len, if known."""
+    prompt_tokens: PositiveInt | None = None
+    """The request's prompt length in tokens, if known."""
+    json_output: bool = Field(False, alias="json")
+    """Print JSON."""
+
+
+class CheckSettings(LaunchSettings):
+    """Check a request shape against a running vLLM server: does it fit, and what does this server do if not."""
+
+    url: str = Field(..., pattern=r"^https?://")
+    """Server base URL, e.g. http://127.0.0.1:8000."""
+    model: str | None = None
+    """Served model name (default: the first one the server lists)."""
+    prompt_tokens: Annotated[int, BeforeValidator(parse_human_int), Field(ge=0)]
+    """Prompt length in tokens (after the chat template)."""
+    max_tokens: PositiveInt
+    """The max_tokens the client sends."""
+    api_key_env: str = "VLLM_API_KEY"
+    """Name of the environment variable holding the server's API key."""
+    probe: bool = False
+    """Also send one real request of that shape and report what vLLM returned."""
+    json_output: bool = Field(False, alias="json")
+    """Print JSON."""
+
+
+class BudgetSettings(LaunchSettings):
+    """Plan a multi-turn episode's token budget: prompt growth per turn, the max_model_len it needs, the max_tokens to send."""
+
+    system_tokens: Annotated[int, BeforeValidator(parse_human_int), Field(ge=0)] = 0
+    """Initial prompt (system + first user message) in tokens."""
+    max_completion_length_per_turn: PositiveInt | None = None
+    """Per-turn completion limit: the max_tokens each request sends."""
+    observation_tokens_per_turn: Annotated[int, BeforeValidator(parse_human_int), Field(ge=0)] = 0
+    """Tool results / user messages added to the prompt after each turn."""
+    turns: PositiveInt | None = None
+    """Number of turns in the episode."""
+    total_max_prompt_length: PositiveInt | None = None
+    """rl_env-style cap on the prompt over the whole trajectory."""
+    total_max_completion_length: PositiveInt | None = None
+    """rl_env-style cap on all completions of the trajectory together."""
+    trajectory_config: Path | None = None
+    """YAML or JSON file with the keys above (e.g. an rl_env config); flags override it."""
+    buffer: HumanInt = Field(1000, ge=0)
+    """Spare tokens added to the needed max_model_len."""
+    max_model_len: PositiveInt | None = None
+    """A server's max_model_len to check the episode against."""
+    url: str | None = None
+    """Read max_model_len from this running vLLM server instead."""
+    api_key_env: str = "VLLM_API_KEY"
+    """Name of the environment variable holding the server's API key (with --url)."""
+    json_output: bool = Field(False, alias="json")
+    """Print JSON."""

@@ -49,9 +49,13 @@ def requirements_for(s: PlanSettings, version: str | None) -> Requirements:
         )
     if s.max_model_len is not None and (s.prompt is not None or s.completion is not None):
         raise UserError("--max-model-len and --prompt/--completion both given", "they say the same thing two ways", "pass one or the other")
+    prompt = s.prompt
+    if s.turns and prompt is not None and s.completion is not None:
+        # The last turn's prompt holds every earlier turn's completion and observation.
+        prompt += (s.turns - 1) * (s.completion + s.observation)
     return Requirements(
         max_model_len=s.max_model_len,
-        prompt=s.prompt,
+        prompt=prompt,
         completion=s.completion,
         buffer=s.buffer,
         gpu_memory_utilization=s.gpu_memory_utilization,

@@ -13,6 +13,7 @@ from pathlib import Path
 
 from launcher.commands.plan import build_plan
 from launcher.errors import UserError
+from launcher.http import request
 from launcher.installed import find_vllm
 from launcher.report import plan_text
 from launcher.serve import preflight, readiness
@@ -149,7 +150,7 @@ class Supervisor:
                             return 1
                 elif now >= next_health:
                     next_health = now + HEALTH_POLL_S
-                    health = readiness.request(self.base, "/health", timeout=1.0)
+                    health = request(self.base, "/health", timeout=1.0)
                     if health.status == 503 or self.watch.engine_dead:
                         self.console.say("vLLM's engine died (/health 503); stopping the server")
                         self._stop(proc)
