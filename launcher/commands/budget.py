@@ -22,21 +22,14 @@ KEYS = (
 
 
 def read_trajectory_file(path: Path) -> dict:
+    import yaml  # YAML is a superset of JSON: one parser reads both kinds of config
+
     try:
-        text = path.read_text()
+        data = yaml.safe_load(path.read_text())
     except OSError as exc:
         raise UserError(f"cannot read {path}: {exc.strerror}", "", "check the path") from exc
-    try:
-        if path.suffix == ".json":
-            data = json.loads(text)
-        else:
-            import yaml  # optional: only for YAML trajectory configs
-
-            data = yaml.safe_load(text)
-    except ImportError as exc:
-        raise UserError("reading YAML needs PyYAML", "", "pip install pyyaml, or give the config as JSON") from exc
-    except ValueError as exc:
-        raise UserError(f"{path} is not valid {'JSON' if path.suffix == '.json' else 'YAML'}: {exc}", "", "fix the file") from exc
+    except yaml.YAMLError as exc:
+        raise UserError(f"{path} is not valid YAML/JSON: {exc}", "", "fix the file") from exc
     found: dict = {}
 
     def walk(node: object) -> None:  # rl_env configs nest these keys; take them wherever they are

@@ -25,7 +25,7 @@ from launcher.sizing.plan import Plan
 
 START_POLL_S = 0.2  # readiness probe while starting: ready is reported within this of vLLM answering
 EXIT_POLL_S = 0.1  # process liveness: a dead vLLM is noticed within this
-HEALTH_POLL_S = 1.0  # /health while serving (503 = engine dead)
+HEALTH_POLL_S = 0.5  # /health while serving (503 = engine dead)
 
 
 class Console:
@@ -117,8 +117,7 @@ class Supervisor:
                 now = time.monotonic()
                 rc = proc.poll()
                 if rc is not None:
-                    proc.wait_output()
-                    return self._failed(proc, rc, expected_stop=False, ready=ready_at is not None)
+                    return self._failed(proc, rc)
                 if self.stops:
                     return self._stop(proc)
                 if ready_at is None:
@@ -148,22 +147,12 @@ class Supervisor:
                             self.console.say(f"the server answers but is not usable: {state.detail}")
                             self._stop(proc)
                             return 1
-                elif now >= next_health:
+                elif self.watch.engine_dead or now >= next_health:
                     next_health = now + HEALTH_POLL_S
-                    health = request(self.base, "/health", timeout=1.0)
-                    if health.status == 503 or self.watch.engine_dead:
-                        self.console.say("vLLM's engine died (/health 503); stopping the server")
+                    if self.watch.engine_dead or request(self.base, "/health", timeout=1.0).status == 503:
+                        self.console.say("vLLM's engine died; stopping the server")
                         self._stop(proc)
-                        self._explain(
-                            diagnose(
-                                self.watch.text(),
-                                None,
-                                port=self.s.port,
-                                max_model_len=self.plan.max_model_len,
-                                gpu_memory_utilization=self.plan.gpu_memory_utilization,
-                            ),
-                            proc.log_path,
-                        )
+                        self._explain(self._diagnosis(None), proc.log_path)
                         return 1
                 time.sleep(EXIT_POLL_S)
         finally:
@@ -178,20 +167,23 @@ class Supervisor:
             return 0
         return 128 - rc if rc < 0 else rc
 
-    def _failed(self, proc: VllmProcess, rc: int, *, expected_stop: bool, ready: bool) -> int:
-        self.console.clear_status()
-        proc.stop(0)  # whatever the API server left behind (engine, workers)
-        diagnosis = diagnose(
+    def _diagnosis(self, rc: int | None) -> Diagnosis:
+        return diagnose(
             self.watch.text(),
             rc,
             port=self.s.port,
             max_model_len=self.plan.max_model_len,
             gpu_memory_utilization=self.plan.gpu_memory_utilization,
         )
-        if rc == 0 and not expected_stop:
+
+    def _failed(self, proc: VllmProcess, rc: int) -> int:
+        """vLLM exited on its own. Status 0 is a failure too: vLLM exits 0 when its engine dies."""
+        self.console.clear_status()
+        proc.stop(0)  # whatever the API server left behind (engine, workers); then its output is drained
+        if rc == 0:
             self.console.say("vLLM exited with status 0 without being asked to stop: that is a failure")
-        self._explain(diagnosis, proc.log_path)
-        return rc if rc not in (0, None) and rc > 0 else 1
+        self._explain(self._diagnosis(rc), proc.log_path)
+        return rc if rc > 0 else 1
 
     def _explain(self, d: Diagnosis, log_path: Path | None) -> None:
         say = self.console.say
