@@ -26,6 +26,7 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "explain": ("ExplainSettings", "launcher.commands.explain", "explain a vLLM context-length or start-up error with the true numbers"),
     "check": ("CheckSettings", "launcher.commands.check", "check a request shape against a running server (--probe sends it)"),
     "budget": ("BudgetSettings", "launcher.commands.budget", "plan a multi-turn episode's token budget"),
+    "render": ("RenderSettings", "launcher.commands.render", "write deployment files: command, vllm-config, systemd, slurm, k8s"),
 }
 DEFAULT_COMMAND = "serve"
 

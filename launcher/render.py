@@ -28,14 +28,30 @@ ENV = jinja2.Environment(
     loader=jinja2.FunctionLoader(_load),
     undefined=jinja2.StrictUndefined,
     keep_trailing_newline=True,
+    trim_blocks=True,
+    lstrip_blocks=True,
     autoescape=False,
 )
 ENV.filters["shquote"] = shlex.quote
 ENV.filters["yaml"] = _yaml_scalar
+ENV.filters["json"] = json.dumps  # plain text; jinja's tojson is HTML-escaped
 
 
 def render(template: str, **context: Any) -> str:
     return ENV.get_template(template).render(**context)
+
+
+NUMERIC_OPTIONS = {
+    "max-model-len",
+    "gpu-memory-utilization",
+    "tensor-parallel-size",
+    "pipeline-parallel-size",
+    "block-size",
+    "max-num-batched-tokens",
+    "max-num-seqs",
+    "kv-cache-memory-bytes",
+    "port",
+}
 
 
 def args_to_options(args: list[str] | tuple[str, ...]) -> dict[str, Any]:
@@ -46,12 +62,11 @@ def args_to_options(args: list[str] | tuple[str, ...]) -> dict[str, Any]:
         key = args[i].removeprefix("--")
         if i + 1 < len(args) and not args[i + 1].startswith("--"):
             value: Any = args[i + 1]
-            options[key] = int(value) if value.isdigit() else value
+            if key in NUMERIC_OPTIONS:
+                value = float(value) if "." in value else int(value)
+            options[key] = value
             i += 2
         else:
-            if key.startswith("no-"):
-                options[key.removeprefix("no-")] = False
-            else:
-                options[key] = True
+            options[key.removeprefix("no-")] = not key.startswith("no-")
             i += 1
     return options

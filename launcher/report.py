@@ -78,7 +78,7 @@ def serve_command(plan: Plan) -> str:
 
 
 def plan_text(plan: Plan) -> str:
-    return render("plan.txt.j2", plan=plan, m=plan.memory, GiB=GiB, command=serve_command(plan), shquote=shlex.quote)
+    return render("plan.txt.j2", plan=plan, m=plan.memory, GiB=GiB, command=serve_command(plan))
 
 
 def vllm_config_yaml(plan: Plan) -> str:

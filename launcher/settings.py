@@ -157,6 +157,10 @@ class PlanSettings(ModelSettings):
     """Print the plan as one JSON object (stable keys)."""
     format: Literal["text", "json", "args", "vllm-config"] = "text"
     """Output: text, json, args (vLLM's arguments only) or vllm-config (YAML for `vllm serve --config`)."""
+    output: Annotated[Path | None, Field(alias="o")] = None
+    """Write the output to this file (atomically: a temporary file, then a rename) instead of standard output."""
+    force: bool = False
+    """Let --output replace an existing file."""
 
     @field_validator("vllm_version")
     @classmethod
@@ -259,3 +263,68 @@ class BudgetSettings(LaunchSettings):
     """Name of the environment variable holding the server's API key (with --url)."""
     json_output: bool = Field(False, alias="json")
     """Print JSON."""
+
+
+class RenderSettings(PlanSettings):
+    """Render deployment files from the plan: command, vllm-config, systemd, slurm, k8s (stdout, or -o FILE)."""
+
+    target: CliPositionalArg[Literal["command", "vllm-config", "systemd", "slurm", "k8s"]]
+    """What to render: command (shell script), vllm-config (YAML), systemd (unit), slurm (sbatch script), k8s (manifests)."""
+    name: str | None = None
+    """Name of the service/job/Kubernetes objects (default: derived from the model, sanitised for Kubernetes)."""
+    port: Annotated[int, Field(ge=1, le=65535)] = 8000
+    """vLLM's --port (Slurm picks a free one at run time instead)."""
+    host: str | None = None
+    """vLLM's --host."""
+    api_key_env: str = "VLLM_API_KEY"
+    """Environment variable that holds the API key at run time (from an EnvironmentFile, a Secret, the job's environment)."""
+    deadline: Annotated[float, Field(ge=30)] = 1800
+    """Seconds allowed for downloading and loading the model before the start counts as failed."""
+    grace: Annotated[float, Field(ge=0)] = 30
+    """Seconds vLLM gets to stop after SIGTERM."""
+    vllm_launch: str = "vllm-launch"
+    """systemd: the vllm-launch executable the unit runs (an absolute path is safest)."""
+    user: str | None = None
+    """systemd: the user the service runs as."""
+    working_directory: str | None = None
+    """systemd: the service's working directory."""
+    environment_file: str = "/etc/vllm-launch/secrets.env"
+    """systemd: file with HF_TOKEN / VLLM_API_KEY for the service (the secrets never go into the unit)."""
+    nodes: PositiveInt = 1
+    """slurm/k8s: nodes; more than one gives TP = GPUs per node and PP = nodes (vLLM's advice)."""
+    gpus_per_node: PositiveInt | None = None
+    """slurm/k8s: GPUs per node (default: tensor x pipeline parallel size on one node)."""
+    multinode_backend: Literal["ray", "native"] = "ray"
+    """slurm: multi-node with a Ray cluster, or vLLM's own --nnodes/--node-rank/--headless."""
+    replicas: PositiveInt = 1
+    """slurm: data-parallel replicas as a job array (one server per array task); k8s: replicas."""
+    cpus_per_task: PositiveInt = 8
+    """slurm: CPUs per node; k8s: CPU request."""
+    mem: str = "64G"
+    """slurm: memory per node (sbatch --mem syntax); k8s: memory request (G -> Gi)."""
+    time: str = "04:00:00"
+    """slurm: time limit (sbatch --time)."""
+    partition: str | None = None
+    """slurm: partition."""
+    account: str | None = None
+    """slurm: account."""
+    qos: str | None = None
+    """slurm: QOS."""
+    setup: str | None = None
+    """slurm: shell lines run before vLLM (e.g. 'module load cuda; source ~/venv/bin/activate')."""
+    endpoint_file: str = "vllm-endpoint-${SLURM_JOB_ID}.json"
+    """slurm: where the job writes host, port, model and max_model_len once ready."""
+    namespace: str | None = None
+    """k8s: namespace of the objects."""
+    image: str = "vllm/vllm-openai:v0.32.0"
+    """k8s: the stock vLLM image that serves (left untouched)."""
+    launcher_image: str = "ghcr.io/vllm-launch/vllm-launch:0.1.0"
+    """k8s: the vllm-launch image of the init container that sizes on the node."""
+    hf_token_secret: str = "hf-token"
+    """k8s: Secret holding HF_TOKEN (key 'token'); optional at run time."""
+    api_key_secret: str | None = None
+    """k8s: Secret holding the API key (key 'key'); readiness then sends it."""
+    hf_cache_pvc: str | None = None
+    """k8s: PersistentVolumeClaim for the HF cache (default: an emptyDir, re-downloaded per pod)."""
+    vllm_extra_args: Annotated[list[str], CliSuppress] = Field(default_factory=list)
+    """Arguments after `--`, passed to `vllm serve` unchanged."""

@@ -11,6 +11,7 @@ from launcher.errors import UserError
 from launcher.hardware import Gpu, GpuInventory, find_preset, inventory_from_preset, inventory_from_size, preset_names
 from launcher.installed import find_vllm
 from launcher.model.reader import read_model
+from launcher.output import emit
 from launcher.report import plan_json, plan_text, vllm_config_yaml
 from launcher.settings import PlanSettings
 from launcher.sizing.plan import Plan, PlanError, Requirements, make_plan
@@ -109,11 +110,16 @@ def run(s: PlanSettings) -> int:
     plan = build_plan(s)
     fmt = "json" if s.json_output else s.format
     if fmt == "json":
-        print(json.dumps(plan_json(plan), indent=2))
+        text = json.dumps(plan_json(plan), indent=2) + "\n"
     elif fmt == "args":
-        print(shlex.join(plan.vllm_args))
+        text = shlex.join(plan.vllm_args) + "\n"
     elif fmt == "vllm-config":
-        sys.stdout.write(vllm_config_yaml(plan))
+        text = vllm_config_yaml(plan)
     else:
-        sys.stdout.write(plan_text(plan))
+        text = plan_text(plan)
+    if s.output and not plan.fits:
+        sys.stderr.write(plan_text(plan))  # the explanation goes where logs show it (e.g. a Kubernetes init container)
+        print(f"vllm-launch plan: the plan does not fit, so {s.output} was not written", file=sys.stderr)
+        return 1
+    emit(text, s.output, s.force)
     return 0 if plan.fits else 1

@@ -19,6 +19,7 @@ from launcher.report import plan_text
 from launcher.serve import preflight, readiness
 from launcher.serve.diagnose import Diagnosis, diagnose
 from launcher.serve.logwatch import LogWatch
+from launcher.serve.notify import sd_notify
 from launcher.serve.process import VllmProcess
 from launcher.settings import ServeSettings
 from launcher.sizing.plan import Plan
@@ -161,6 +162,7 @@ class Supervisor:
 
     def _stop(self, proc: VllmProcess) -> int:
         self.console.clear_status()
+        sd_notify("STOPPING=1")
         rc = proc.stop(self.s.grace, hurry=lambda: self.stops > 1)
         self.console.say(f"vLLM stopped (status {rc}); no process of it is left")
         if rc is None or rc == 0:
@@ -203,6 +205,7 @@ class Supervisor:
         plan, w = self.plan, self.watch
         say = self.console.say
         say(f"READY in {elapsed:.1f} s: {self.base}/v1  model {self.served!r}  max_model_len {plan.max_model_len:,}")
+        sd_notify(f"READY=1\nSTATUS=serving {self.served} at {self.base}/v1, max_model_len {plan.max_model_len}")
         if w.kv_cache_tokens is not None:
             diff = (w.kv_cache_tokens - plan.kv_cache_tokens) / max(1, plan.kv_cache_tokens) * 100
             say(

@@ -434,7 +434,7 @@ def find_remedies(spec: ModelSpec, inv: GpuInventory, req: Requirements, plan: P
                 f"a buffer of {req.buffer - (length - estimate)} instead of {req.buffer} gives max_model_len {estimate}, which fits",
             )
         )
-    if estimate and estimate < length:
+    if estimate and estimate < length and (estimate <= context.derived or req.allow_long_max_model_len):
         out.append(
             Remedy(
                 f"--max-model-len {estimate}",

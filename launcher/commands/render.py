@@ -1,0 +1,179 @@
+"""`vllm-launch render TARGET`: deployment files from the plan, through the templates in templates/."""
+
+from __future__ import annotations
+
+import math
+import re
+import shlex
+import sys
+from typing import Any
+
+from pydantic_settings import BaseSettings
+
+from launcher import __version__
+from launcher.commands.plan import build_plan
+from launcher.errors import UserError
+from launcher.output import emit
+from launcher.render import args_to_options, render
+from launcher.report import plan_text
+from launcher.settings import PlanSettings, RenderSettings, ServeSettings
+from launcher.sizing.plan import Plan
+
+K8S_NAME = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+SECRET_FLAGS = ("--api-key", "--hf-token")
+# Flags of `plan` that are about output, not about the server: never forwarded.
+NOT_FORWARDED = {
+    "config",
+    "json_output",
+    "format",
+    "output",
+    "force",
+    "vllm_extra_args",
+    "port",
+    "host",
+    "api_key_env",
+    "deadline",
+    "grace",
+    "ready_file",
+    "log_file",
+    "dry_run",
+}
+# Offline hardware choices made for rendering: the unit or init container plans on the real GPUs instead.
+ON_THE_NODE = {"gpus": None, "gpu": None, "gpu_memory": None}
+
+
+def k8s_name(s: RenderSettings) -> str:
+    """A DNS-1123 label: the --name as given (checked), or the model's last path part, lower-cased and sanitised."""
+    if s.name is not None:
+        if not K8S_NAME.match(s.name) or len(s.name) > 52:
+            raise UserError(
+                f"--name {s.name!r} is not a valid Kubernetes name",
+                "names are lower-case letters, digits and '-', start and end alphanumeric, at most 52 characters here",
+                "pass e.g. --name " + (sanitise(s.name) or "vllm"),
+            )
+        return s.name
+    return sanitise(s.model.rstrip("/").split("/")[-1]) or "vllm"
+
+
+def sanitise(text: str) -> str:
+    return re.sub(r"-+", "-", re.sub(r"[^a-z0-9-]", "-", text.lower())).strip("-")[:52].rstrip("-")
+
+
+def refuse_secrets(s: RenderSettings) -> None:
+    for arg in s.vllm_extra_args:
+        if arg in SECRET_FLAGS or arg.startswith(tuple(f + "=" for f in SECRET_FLAGS)):
+            raise UserError(
+                f"refusing to write {arg.split('=')[0]} into a {s.target} file",
+                "files are copied, committed and shown in `ps`; a secret in them leaks",
+                f"put the value in the {'EnvironmentFile' if s.target == 'systemd' else 'Secret / environment'} as "
+                f"{s.api_key_env} (vLLM reads VLLM_API_KEY) or HF_TOKEN",
+            )
+
+
+def forwarded_flags(s: BaseSettings, model_cls: type[BaseSettings], overrides: dict[str, Any] | None = None) -> list[str]:
+    """The non-default settings of `model_cls` as command-line flags, so a unit or init container re-plans the same way."""
+    flags: list[str] = []
+    values = {**{k: getattr(s, k) for k in model_cls.model_fields if hasattr(s, k)}, **(overrides or {})}
+    for name, field in model_cls.model_fields.items():
+        if name in NOT_FORWARDED or name not in values:
+            continue
+        value = values[name]
+        if value == field.default or value is None:
+            continue
+        flag = "--" + (field.alias or name).replace("_", "-")
+        if isinstance(value, bool):
+            flags.append(flag if value else "--no-" + flag[2:])
+        else:
+            flags += [flag, str(value)]
+    return flags
+
+
+def systemd_quote(arg: str) -> str:
+    """One ExecStart= word: double-quoted with C escapes; % and $ doubled so systemd expands neither."""
+    escaped = arg.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n").replace("%", "%%").replace("$", "$$")
+    return f'"{escaped}"'
+
+
+SLURM_VARS = ("${SLURM_JOB_ID}", "${SLURM_ARRAY_JOB_ID}", "${SLURM_ARRAY_TASK_ID}")
+
+
+def shell_path_with_slurm_vars(path: str) -> str:
+    """Shell-quote a path, leaving only ${SLURM_JOB_ID}-style placeholders to expand at run time."""
+    parts = re.split(r"(\$\{SLURM_(?:JOB_ID|ARRAY_JOB_ID|ARRAY_TASK_ID)\})", path)
+    return "".join(f'"{p}"' if p in SLURM_VARS else shlex.quote(p) for p in parts if p)
+
+
+def multinode_settings(s: RenderSettings) -> RenderSettings:
+    """Many nodes: TP = GPUs per node and PP = nodes, vLLM's advice, unless the user chose TP/PP already."""
+    if s.nodes == 1:
+        return s
+    if s.gpus_per_node is None:
+        raise UserError(f"--nodes {s.nodes} needs --gpus-per-node", "TP = GPUs per node, PP = nodes", "pass --gpus-per-node N")
+    if (s.tensor_parallel_size, s.pipeline_parallel_size) == (1, 1):
+        return s.model_copy(update={"tensor_parallel_size": s.gpus_per_node, "pipeline_parallel_size": s.nodes})
+    if s.tensor_parallel_size * s.pipeline_parallel_size != s.gpus_per_node * s.nodes:
+        raise UserError(
+            f"TP {s.tensor_parallel_size} x PP {s.pipeline_parallel_size} does not match {s.nodes} nodes x {s.gpus_per_node} GPUs",
+            "vLLM needs one GPU per rank",
+            "leave TP/PP unset for TP = GPUs per node and PP = nodes",
+        )
+    return s
+
+
+def context(s: RenderSettings, plan: Plan | None) -> dict[str, Any]:
+    gpus = s.gpus_per_node or s.tensor_parallel_size * s.pipeline_parallel_size
+    served = s.served_model_name or s.model
+    return {
+        "s": s,
+        "plan": plan,
+        "version": __version__,
+        "name": k8s_name(s),
+        "served": served,
+        "gpus_per_node": gpus,
+        "vllm_args": list(plan.vllm_args) + s.vllm_extra_args if plan else [],
+        "plan_env": list(plan.env) if plan else [],
+        "options": args_to_options(list(plan.vllm_args) + s.vllm_extra_args) if plan else {},
+        "serve_argv": [
+            s.vllm_launch,
+            "serve",
+            *forwarded_flags(s, ServeSettings, ON_THE_NODE),
+            "--port",
+            str(s.port),
+            *(["--host", s.host] if s.host else []),
+            "--api-key-env",
+            s.api_key_env,
+            "--deadline",
+            f"{s.deadline:g}",
+            "--grace",
+            f"{s.grace:g}",
+            *(["--", *s.vllm_extra_args] if s.vllm_extra_args else []),
+        ],
+        "plan_argv": ["vllm-launch", "plan", *forwarded_flags(s, PlanSettings, {**ON_THE_NODE, "device": "cuda"})],
+        "endpoint_file": shell_path_with_slurm_vars(s.endpoint_file),
+        "startup_failures": math.ceil(s.deadline / 10),
+        "mem_k8s": re.sub(r"([KMGT])$", r"\1i", s.mem.upper()) if re.match(r"^\d+[KMGTkmgt]$", s.mem) else s.mem,
+        "systemd_quote": systemd_quote,
+        "shquote": shlex.quote,
+    }
+
+
+def run(s: RenderSettings) -> int:
+    refuse_secrets(s)
+    s = multinode_settings(s)
+    plan = None
+    if s.target != "k8s":  # Kubernetes sizes on the node, in its init container
+        plan = build_plan(s)
+        if not plan.fits:
+            sys.stderr.write(plan_text(plan))
+            print(f"vllm-launch render: the plan does not fit; no {s.target} file was written", file=sys.stderr)
+            return 1
+    template = {
+        "command": "command.sh.j2",
+        "vllm-config": "vllm-config.yaml.j2",
+        "systemd": "vllm.service.j2",
+        "slurm": "slurm.sbatch.j2",
+        "k8s": "k8s.yaml.j2",
+    }[s.target]
+    text = render(template, **context(s, plan))
+    emit(text, s.output, s.force, mode=0o755 if s.target in ("command", "slurm") else 0o644)
+    return 0

@@ -1,0 +1,56 @@
+#!/usr/bin/env python3
+"""A stand-in `vllm` executable for tests of rendered scripts: `vllm serve MODEL [flags]` serves /health and /v1/models
+like vLLM (the model id and max_model_len from its flags) until SIGTERM. With FAKE_VLLM_ARGV=FILE it only writes its
+argv to FILE as JSON and exits, so tests can check exactly what a script passed."""
+
+import json
+import os
+import signal
+import sys
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+
+def flag(argv: list[str], name: str, default: str | None = None) -> str | None:
+    return argv[argv.index(name) + 1] if name in argv else default
+
+
+def main() -> None:
+    argv = sys.argv[1:]
+    if os.environ.get("FAKE_VLLM_ARGV"):
+        with open(os.environ["FAKE_VLLM_ARGV"], "w") as f:
+            json.dump(argv, f)
+        return
+    if argv[:1] == ["--version"]:
+        print("0.32.0")
+        return
+    model = argv[1]
+    served = flag(argv, "--served-model-name", model)
+    length = int(flag(argv, "--max-model-len", "2048"))
+    port = int(flag(argv, "--port", "8000"))
+    body = json.dumps({"object": "list", "data": [{"id": served, "object": "model", "root": model, "max_model_len": length}]})
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            if self.path == "/health":
+                self.send_response(200)
+                self.end_headers()
+            elif self.path == "/v1/models":
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.end_headers()
+                self.wfile.write(body.encode())
+            else:
+                self.send_response(404)
+                self.end_headers()
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("0.0.0.0", port), Handler)
+    signal.signal(signal.SIGTERM, lambda *_: (server.server_close(), sys.exit(0)))
+    print(f"fake vllm serving {served} (max_model_len {length}) on port {port}", flush=True)
+    server.serve_forever()
+
+
+if __name__ == "__main__":
+    main()
