@@ -87,10 +87,10 @@ def run_command(name: str, argv: list[str]) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    if argv and argv[0] in ("-h", "--help"):
+    if not argv or argv[0] in ("-h", "--help"):
         width = max(len(n) for n in COMMANDS)
         print(USAGE.format(commands="\n".join(f"  {n:<{width}}  {c[2]}" for n, c in COMMANDS.items())))
-        return 0
+        return 0 if argv else 2
     if argv and argv[0] == "--version":
         print(f"vllm-launch {__version__}")
         return 0

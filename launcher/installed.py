@@ -31,8 +31,8 @@ def find_vllm(executable: str = "vllm") -> InstalledVllm:
     path = shutil.which(executable)
     if version is None and path:
         try:
-            with open(path) as f:
-                shebang = f.readline()
+            with open(path, "rb") as f:
+                shebang = f.readline(256).decode(errors="replace")
         except OSError:
             shebang = ""
         if shebang.startswith("#!") and "python" in shebang:

@@ -1,0 +1,197 @@
+"""Launcher parts without a real server: readiness against a scripted HTTP server, diagnosis of verbatim vLLM logs,
+sd_notify, and the refusals that happen before anything starts."""
+
+from __future__ import annotations
+
+import json
+import socket
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import model_configs as mc
+import pytest
+from helpers import run_cli, write_model_dir
+
+from launcher.serve import readiness
+from launcher.serve.diagnose import diagnose, with_flag
+from launcher.serve.logwatch import LogWatch
+from launcher.serve.notify import sd_notify
+
+
+def scripted(routes: dict[str, tuple[int, object]]):
+    class Handler(BaseHTTPRequestHandler):
+        def _answer(self) -> None:
+            status, body = routes.get(self.path, (404, {"detail": "Not Found"}))
+            self.send_response(status)
+            self.end_headers()
+            if body is not None:
+                self.wfile.write(json.dumps(body).encode())
+
+        do_GET = do_POST = _answer
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server, f"http://127.0.0.1:{server.server_port}"
+
+
+def models(length: int, name: str = "tiny") -> dict:
+    return {"object": "list", "data": [{"id": name, "max_model_len": length}]}
+
+
+@pytest.mark.parametrize(
+    ("routes", "stage", "detail"),
+    [
+        ({"/health": (503, None)}, "engine dead", "503"),
+        ({"/health": (200, None), "/v1/models": (200, models(1024))}, "models", "max_model_len is 1024, not the planned 512"),
+        ({"/health": (200, None), "/v1/models": (200, models(512, "other"))}, "models", "does not list 'tiny'"),
+        ({"/health": (200, None), "/v1/models": (401, {"error": "Unauthorized"})}, "models", "401"),
+        (
+            {"/health": (200, None), "/v1/models": (200, models(512)), "/v1/completions": (500, {"error": {"message": "boom"}})},
+            "completion",
+            "answered 500",
+        ),
+        ({"/health": (200, None), "/v1/models": (200, models(512)), "/v1/completions": (200, {"choices": [{"text": "x"}]})}, "ready", ""),
+    ],
+)
+def test_readiness_states(routes, stage, detail):
+    server, base = scripted(routes)
+    try:
+        state = readiness.check(base, "tiny", 512, None)
+    finally:
+        server.shutdown()
+    assert state.stage == stage and detail in state.detail and state.ready == (stage == "ready")
+
+
+def test_nothing_listening_means_starting():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    assert readiness.check(f"http://127.0.0.1:{port}", "tiny", 512, None).stage == "starting"
+
+
+@pytest.mark.parametrize(
+    ("log", "what", "flag"),
+    [
+        ("OSError: [Errno 98] Address already in use", "port 8000 is already in use", ("--port", "8001")),
+        (
+            "(EngineCore pid=4962) ERROR [multiproc_executor.py:315] Worker proc VllmWorker-0 died unexpectedly (exit code: -4), "
+            "shutting down executor.",
+            "illegal instruction",
+            ("--dtype", "float16"),
+        ),
+        (
+            "ValueError: Available memory on node 0 (14.26/15.59 GiB) on startup is less than desired CPU memory utilization (0.92, "
+            "14.34 GiB). On the CPU backend",
+            "free memory (14.26/15.59 GiB) is below the budget",
+            ("--gpu-memory-utilization", "0.90"),
+        ),
+        ("huggingface_hub.errors.GatedRepoError: 401 Client Error.", "gated or private", None),
+        ("OSError: Repo id must be in the form 'repo_name' or 'namespace/repo_name': '/models/does-not-exist'.", "could not find", None),
+        (
+            "torch.OutOfMemoryError: CUDA out of memory. Tried to allocate 2.00 GiB",
+            "CUDA ran out of memory",
+            ("--gpu-memory-utilization", "0.87"),
+        ),
+    ],
+)
+def test_diagnosis_of_verbatim_failures(log, what, flag):
+    d = diagnose(log, 1, port=8000, max_model_len=512, gpu_memory_utilization=0.92)
+    assert what in d.what and d.flag == flag
+
+
+def test_unknown_failure_and_signals():
+    assert "status 1" in diagnose("something else", 1, port=1, max_model_len=1, gpu_memory_utilization=0.9).what
+    assert "signal 9" in diagnose("", -9, port=1, max_model_len=1, gpu_memory_utilization=0.9).what
+
+
+def test_suggested_command_rewrites_the_users_flag():
+    argv = ["--model", "m", "--max-model-len", "4096", "--", "--enforce-eager"]
+    assert with_flag(argv, "--max-model-len", "2048") == ["--model", "m", "--max-model-len", "2048", "--", "--enforce-eager"]
+    assert with_flag(["--port=1"], "--port", "2") == ["--port", "2"]
+
+
+def test_logwatch_phases_only_move_forward_and_read_capacity():
+    watch = LogWatch()
+    for line in [
+        "INFO Using max model len 512",
+        "INFO Initializing a V1 LLM engine (v0.32.0)",
+        "INFO Model loading took 0.1 GiB",
+        "(EngineCore pid=1) INFO CPU KV cache size: 131,072 tokens, Maximum concurrency for 512 tokens per request: 256.00x",
+        "INFO Using max model len 512",
+    ]:
+        watch.feed(line)
+    assert watch.phase == "KV cache allocated" and watch.kv_cache_tokens == 131072 and watch.max_concurrency == 256.0
+
+
+def test_sd_notify(monkeypatch, tmp_path):
+    path = tmp_path / "notify.sock"
+    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock:
+        sock.bind(str(path))
+        monkeypatch.setenv("NOTIFY_SOCKET", str(path))
+        assert sd_notify("READY=1")
+        assert sock.recv(100) == b"READY=1"
+    monkeypatch.delenv("NOTIFY_SOCKET")
+    assert not sd_notify("READY=1")
+
+
+@pytest.fixture
+def model_dir(tmp_path):
+    return write_model_dir(tmp_path / "m", mc.catalog("meta-llama/Llama-3.1-8B-Instruct"), index_total=16060522496)
+
+
+@pytest.mark.parametrize(
+    ("args", "needle"),
+    [
+        (["--vllm", "/nonexistent/vllm"], "`vllm` is not installed"),
+        (["--deadline", "5"], "--deadline"),
+        (["--ready-file", "EXISTING"], "already exists"),
+    ],
+)
+def test_serve_refuses_before_starting(model_dir, tmp_path, args, needle):
+    existing = tmp_path / "ready.json"
+    existing.write_text("{}")
+    args = [str(existing) if a == "EXISTING" else a for a in args]
+    if "--vllm" not in args:
+        args += ["--vllm", "/bin/true"]
+    result = run_cli(
+        "--model",
+        str(model_dir),
+        "--gpu",
+        "H100-80GB",
+        "--max-model-len",
+        "4096",
+        "--vllm-version",
+        "0.32.0",
+        "--device",
+        "cuda",
+        "--port",
+        "1",
+        *args,
+    )
+    assert result.returncode == 2 and needle in result.stderr, result.stderr
+
+
+def test_dry_run_prints_the_exact_command(model_dir):
+    result = run_cli(
+        "serve",
+        "--model",
+        str(model_dir),
+        "--gpu",
+        "H100-80GB",
+        "--max-model-len",
+        "4096",
+        "--dry-run",
+        "--vllm-version",
+        "0.32.0",
+        "--device",
+        "cuda",
+        "--port",
+        "8123",
+        "--",
+        "--enforce-eager",
+    )
+    assert result.returncode == 0
+    assert f"serve {model_dir} --max-model-len 4096 --gpu-memory-utilization 0.92 --port 8123 --enforce-eager" in result.stdout
