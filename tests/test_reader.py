@@ -103,4 +103,4 @@ def test_catalog_answers_offline(tmp_path):
     )
     data = json.loads(result.stdout)
     assert result.returncode == 1 and data["max_model_len"] == 58000 and not data["fits"]
-    assert "offline catalog" in data["facts_source"] and "huggingface.co/Qwen/Qwen2.5-32B-Instruct" in data["facts_source"]
+    assert "built-in catalog" in data["facts_source"] and "huggingface.co/Qwen/Qwen2.5-32B-Instruct" in data["facts_source"]

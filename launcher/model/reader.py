@@ -6,7 +6,9 @@ from __future__ import annotations
 import json
 import os
 import re
+import socket
 import struct
+import urllib.parse
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -114,12 +116,22 @@ def read_catalog(repo_id: str, overrides: dict[str, Any] | None, reason: str) ->
         repo_id,
         weights_bytes=entry["weights_bytes"],
         weights_source="catalog: " + entry["weights_source"],
-        facts_source=f"offline catalog ({reason}); config from {entry['source']}",
+        facts_source=f"built-in catalog, used because {reason}; config from {entry['source']}",
     )
 
 
-def read_hub(repo_id: str, revision: str | None, overrides: dict[str, Any] | None) -> ModelSpec:
-    """Config and size from the Hub (or the HF cache). Falls back to the catalog when the Hub is unreachable."""
+def hub_reachable(timeout: float = 3.0) -> bool:
+    """One TCP connect to the Hub: huggingface_hub would otherwise retry for ~25 s on a machine without network."""
+    url = urllib.parse.urlparse(os.environ.get("HF_ENDPOINT", "https://huggingface.co"))
+    try:
+        with socket.create_connection((url.hostname or "huggingface.co", url.port or (443 if url.scheme == "https" else 80)), timeout):
+            return True
+    except OSError:
+        return False
+
+
+def read_hub(repo_id: str, revision: str | None, overrides: dict[str, Any] | None, online: bool) -> ModelSpec:
+    """Config and size from the Hub (or only the HF cache when offline); the catalog when neither has the model."""
     os.environ.setdefault("HF_HUB_ETAG_TIMEOUT", str(int(HUB_TIMEOUT_S)))
     os.environ.setdefault("HF_HUB_DOWNLOAD_TIMEOUT", str(int(HUB_TIMEOUT_S)))
     from huggingface_hub import HfApi, hf_hub_download  # heavy: imported only for Hub models
@@ -129,7 +141,7 @@ def read_hub(repo_id: str, revision: str | None, overrides: dict[str, Any] | Non
 
     def fetch(filename: str, required: bool = False) -> Path | None:
         try:
-            return Path(hf_hub_download(repo_id, filename, revision=revision))
+            return Path(hf_hub_download(repo_id, filename, revision=revision, local_files_only=not online))
         except hf_errors.LocalEntryNotFoundError:
             if required:  # a subclass of EntryNotFoundError: "not cached and offline", not "no such file"
                 raise
@@ -155,7 +167,8 @@ def read_hub(repo_id: str, revision: str | None, overrides: dict[str, Any] | Non
         raise UserError(f"{repo_id}: revision {revision!r} not found", "", "check --revision") from exc
     except (hf_errors.LocalEntryNotFoundError, OSError) as exc:
         if repo_id in catalog:
-            return read_catalog(repo_id, overrides, "the Hub could not be reached and the HF cache has no copy")
+            reason = "the Hub did not answer" if online else "the Hub is out of reach (HF_HUB_OFFLINE, or no network)"
+            return read_catalog(repo_id, overrides, f"{reason} and the HF cache has no copy")
         raise UserError(
             f"cannot read {repo_id}: the Hub is unreachable and the model is not in the HF cache",
             "the sizing engine needs the model's config.json",
@@ -174,7 +187,7 @@ def read_hub(repo_id: str, revision: str | None, overrides: dict[str, Any] | Non
             total = _read_json(index_path, "the safetensors index").get("metadata", {}).get("total_size")
             if isinstance(total, int) and total > 0:
                 weights = (total, "safetensors index")
-        if weights is None and not os.environ.get("HF_HUB_OFFLINE"):
+        if weights is None and online:
             meta = HfApi().get_safetensors_metadata(repo_id, revision=revision)
             total = sum(int(count * SAFETENSORS_DTYPE_BYTES.get(dtype, 2)) for dtype, count in meta.parameter_count.items())
             weights = (total, "hub safetensors metadata") if total else None
@@ -216,11 +229,5 @@ def read_model(model: str, revision: str | None = None, hf_overrides: str | None
             "a model is a local directory, a path to its config.json, or 'owner/name' on the Hub",
             "check the path",
         )
-    if os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes", "on"):
-        try:
-            return read_hub(repo_id=model, revision=revision, overrides=overrides)
-        except UserError:
-            if model in load_catalog():
-                return read_catalog(model, overrides, "HF_HUB_OFFLINE is set and the HF cache has no copy")
-            raise
-    return read_hub(model, revision, overrides)
+    offline = os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes", "on")
+    return read_hub(model, revision, overrides, online=not offline and hub_reachable())
