@@ -104,3 +104,14 @@ def test_catalog_answers_offline(tmp_path):
     data = json.loads(result.stdout)
     assert result.returncode == 1 and data["max_model_len"] == 58000 and not data["fits"]
     assert "built-in catalog" in data["facts_source"] and "huggingface.co/Qwen/Qwen2.5-32B-Instruct" in data["facts_source"]
+
+
+def test_unreachable_hub_falls_back_fast_without_retries(tmp_path):
+    import time
+
+    start = time.monotonic()
+    result = run_cli("plan", "--model", "meta-llama/Llama-3.1-8B-Instruct", "--gpu", "H100-80GB", "--max-model-len", "8192", "--json",
+                     env={"HF_HUB_OFFLINE": "", "HF_ENDPOINT": "http://127.0.0.1:9", "HF_HOME": str(tmp_path)})
+    assert result.returncode == 0, result.stderr
+    assert "built-in catalog" in json.loads(result.stdout)["facts_source"] and "Retrying" not in result.stderr
+    assert time.monotonic() - start < 10
