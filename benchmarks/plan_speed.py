@@ -55,6 +55,8 @@ def main() -> int:
             )
             print(f"vllm-launch plan ({label}): median {plan:.3f} s over {runs} runs")
         print(f"python -c pass:           median {baseline:.3f} s")
+        floor = median_wall([sys.executable, "-c", "import pydantic_settings"], runs)
+        print(f"import pydantic_settings: median {floor:.3f} s (the settings library alone)")
     return 0
 
 

@@ -7,7 +7,6 @@ from typing import Any
 
 from launcher import __version__
 from launcher.hardware import GiB
-from launcher.render import args_to_options, render
 from launcher.sizing.plan import Plan
 
 
@@ -78,8 +77,12 @@ def serve_command(plan: Plan) -> str:
 
 
 def plan_text(plan: Plan) -> str:
+    from launcher.render import render  # jinja2: only when text is wanted (--json stays lighter)
+
     return render("plan.txt.j2", plan=plan, m=plan.memory, GiB=GiB, command=serve_command(plan))
 
 
 def vllm_config_yaml(plan: Plan) -> str:
+    from launcher.render import args_to_options, render
+
     return render("vllm-config.yaml.j2", plan=plan, options=args_to_options(plan.vllm_args), version=__version__)

@@ -79,9 +79,11 @@ class LaunchSettings(BaseSettings):
 
 
 def for_command(cls: type[LaunchSettings], prog: str, config_file: Path | None) -> type[LaunchSettings]:
-    """The same settings class, named `prog` in its usage text and reading `config_file` as its TOML source."""
-    config = {**cls.model_config, "cli_prog_name": prog, "toml_file": config_file}
-    return type(cls.__name__, (cls,), {"model_config": config, "__doc__": cls.__doc__})
+    """Point the command's settings class at its usage name and TOML file. Set on the class itself (the CLI runs one
+    command per process) because building a pydantic subclass would cost more start-up time than the whole plan."""
+    cls.model_config["cli_prog_name"] = prog
+    cls.model_config["toml_file"] = config_file
+    return cls
 
 
 class ModelSettings(LaunchSettings):

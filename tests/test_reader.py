@@ -110,8 +110,17 @@ def test_unreachable_hub_falls_back_fast_without_retries(tmp_path):
     import time
 
     start = time.monotonic()
-    result = run_cli("plan", "--model", "meta-llama/Llama-3.1-8B-Instruct", "--gpu", "H100-80GB", "--max-model-len", "8192", "--json",
-                     env={"HF_HUB_OFFLINE": "", "HF_ENDPOINT": "http://127.0.0.1:9", "HF_HOME": str(tmp_path)})
+    result = run_cli(
+        "plan",
+        "--model",
+        "meta-llama/Llama-3.1-8B-Instruct",
+        "--gpu",
+        "H100-80GB",
+        "--max-model-len",
+        "8192",
+        "--json",
+        env={"HF_HUB_OFFLINE": "", "HF_ENDPOINT": "http://127.0.0.1:9", "HF_HOME": str(tmp_path)},
+    )
     assert result.returncode == 0, result.stderr
     assert "built-in catalog" in json.loads(result.stdout)["facts_source"] and "Retrying" not in result.stderr
     assert time.monotonic() - start < 10
