@@ -137,3 +137,12 @@ def test_fit_verdict_agrees_with_estimate(gib, length):
         assert plan.num_gpu_blocks - 1 >= plan.blocks_per_request
     else:
         assert plan.estimated_max_model_len < length and not plan.fits
+
+
+def test_cpu_budget_needs_free_host_memory_without_an_explicit_kv_size():
+    busy = GpuInventory((Gpu(0, "CPU", 16 * GiB, 10 * GiB),), "host memory", device="cpu")
+    plan = make_plan(TINY, busy, Requirements(max_model_len=512))
+    assert not plan.fits and any("Free memory on the node (10.00/16.00 GiB)" in p for p in plan.problems)
+    assert plan.memory.activation == 0 and plan.memory.cudagraph == 0
+    assert make_plan(TINY, busy, Requirements(max_model_len=512, gpu_memory_utilization=0.5)).fits
+    assert make_plan(TINY, busy, Requirements(max_model_len=512, kv_cache_memory_bytes=GiB)).fits

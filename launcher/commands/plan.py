@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import json
+import os
 import shlex
 import sys
+from dataclasses import replace
 
 from launcher import gpus as gpu_adapter
 from launcher.errors import UserError
-from launcher.hardware import Gpu, GpuInventory, find_preset, inventory_from_preset, inventory_from_size, preset_names
+from launcher.hardware import GiB, Gpu, GpuInventory, find_preset, inventory_from_preset, inventory_from_size, preset_names
 from launcher.installed import find_vllm
 from launcher.model.reader import read_model
 from launcher.output import emit
@@ -87,6 +89,10 @@ def build_plan(s: PlanSettings) -> Plan:
     spec = read_model(s.model, s.revision, s.hf_overrides)
     inventory = inventory_for(s, cpu)
     requirements = requirements_for(s, version)
+    cpu_kv_space = os.environ.get("VLLM_CPU_KVCACHE_SPACE", "").strip()
+    if inventory.device == "cpu" and cpu_kv_space.isdigit():
+        # vLLM's CPU backend takes its KV size (GiB) from this variable, over --kv-cache-memory-bytes.
+        requirements = replace(requirements, kv_cache_memory_bytes=int(cpu_kv_space) * GiB)
     if inventory.device != "cpu" and s.tensor_parallel_size * s.pipeline_parallel_size > inventory.count:
         raise UserError(
             f"TP x PP = {s.tensor_parallel_size * s.pipeline_parallel_size} GPUs asked, {inventory.count} present",

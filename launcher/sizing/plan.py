@@ -173,6 +173,52 @@ def stage_weights(spec: ModelSpec, stage: int, pp: int, layers_in_stage: int) ->
     return share + (w.embedding_bytes if stage == 0 else 0) + (w.lm_head_bytes if stage == pp - 1 else 0)
 
 
+def stage_budgets(
+    spec: ModelSpec,
+    inv: GpuInventory,
+    req: Requirements,
+    rules: VersionRules,
+    groups: list[kv.KVGroup],
+    requested: int,
+    dtype: str,
+    tokens: int,
+    seqs: int,
+) -> list[tuple[memory.StageMemory, int, int]]:
+    """Per pipeline stage: its memory budget, its bytes per block (its layers of each group), and its block count."""
+    tp, pp = req.tensor_parallel_size, req.pipeline_parallel_size
+    page_of_layer, index = {}, 0  # model layer -> KV layer index (shared-KV layers have none)
+    for i, layer in enumerate(spec.layers):
+        if layer.kind != "shared":
+            page_of_layer[i], index = index, index + 1
+    on_gpu = inv.device != "cpu"
+    out = []
+    for s, layer_range in enumerate(kv.split_layers(len(spec.layers), pp)):
+        on_stage = {page_of_layer[i] for i in layer_range if i in page_of_layer}
+        bpb = kv.bytes_per_block(groups, on_stage if pp > 1 else None)
+        weights = stage_weights(spec, s, pp, len(layer_range)) // tp
+        if req.kv_cache_memory_bytes is not None:
+            budget = memory.StageMemory(s, requested, weights, 0, 0, 0, req.kv_cache_memory_bytes, True)
+        else:
+            non_torch = memory.non_torch_bytes(tp, pp, inv.device, rules.profiles_tp_buffers)
+            act = 0
+            if on_gpu:  # the CPU worker's budget is its measured footprint (weights + runtime), no profile run
+                act = memory.activation_bytes(
+                    vocab=spec.vocab_size,
+                    hidden=spec.hidden_size,
+                    intermediate=spec.intermediate_size,
+                    dtype_bytes=DTYPE_BYTES[dtype],
+                    max_num_batched_tokens=tokens,
+                    max_num_seqs=seqs,
+                    tp=tp,
+                    samples=s == pp - 1,
+                )
+            graphs = memory.cudagraph_bytes(spec.is_moe, seqs, on_gpu and rules.subtracts_cudagraph_memory and not req.enforce_eager)
+            avail = requested - weights - non_torch - act - graphs
+            budget = memory.StageMemory(s, requested, weights, non_torch, act, graphs, avail, False)
+        out.append((budget, bpb, budget.kv_available // bpb if bpb and budget.kv_available > 0 else 0))
+    return out
+
+
 def make_plan(spec: ModelSpec, inv: GpuInventory, req: Requirements) -> Plan:
     """Predict what vLLM will do with these requirements on this hardware."""
     rules = rules_for(req.vllm_version)
@@ -215,62 +261,29 @@ def make_plan(spec: ModelSpec, inv: GpuInventory, req: Requirements) -> Plan:
     inflight = (pp + 1 if async_scheduling else pp) * tokens
     blocks_needed = kv.request_blocks(groups, length, inflight)
 
-    # Model layers -> KV page indices, then the PP split over the model's decoder layers.
-    kv_index, page_of_layer = 0, {}
-    for i, layer in enumerate(spec.layers):
-        if layer.kind != "shared":
-            page_of_layer[i] = kv_index
-            kv_index += 1
-    stages = kv.split_layers(len(spec.layers), pp)
     gpu = min(inv.gpus, key=lambda g: g.total_bytes)
-    total = gpu.total_bytes
+    total, free = gpu.total_bytes, min(g.free_bytes for g in inv.gpus)
     requested = memory.requested_bytes(total, gmu)
-    stage_budgets: list[tuple[memory.StageMemory, int, int]] = []
-    for s, layer_range in enumerate(stages):
-        on_stage = {page_of_layer[i] for i in layer_range if i in page_of_layer}
-        bpb = kv.bytes_per_block(groups, on_stage if pp > 1 else None)
-        weights = stage_weights(spec, s, pp, len(layer_range)) // tp
-        if req.kv_cache_memory_bytes is not None:
-            budget = memory.StageMemory(s, requested, weights, 0, 0, 0, req.kv_cache_memory_bytes, True)
-        else:
-            non_torch = memory.non_torch_bytes(tp, pp, inv.device, rules.profiles_tp_buffers)
-            act = memory.activation_bytes(
-                vocab=spec.vocab_size,
-                hidden=spec.hidden_size,
-                intermediate=spec.intermediate_size,
-                dtype_bytes=DTYPE_BYTES[dtype],
-                max_num_batched_tokens=tokens,
-                max_num_seqs=seqs,
-                tp=tp,
-                samples=s == pp - 1,
-            )
-            graphs = memory.cudagraph_bytes(
-                spec.is_moe, seqs, rules.subtracts_cudagraph_memory and not req.enforce_eager and inv.device != "cpu"
-            )
-            avail = requested - weights - non_torch - act - graphs
-            budget = memory.StageMemory(s, requested, weights, non_torch, act, graphs, avail, False)
-        blocks = budget.kv_available // bpb if bpb and budget.kv_available > 0 else 0
-        stage_budgets.append((budget, bpb, blocks))
-
-    tightest = min(stage_budgets, key=lambda item: item[2])
-    budget, bpb, num_blocks = tightest
+    stages = stage_budgets(spec, inv, req, rules, groups, requested, dtype, tokens, seqs)
+    budget, bpb, num_blocks = min(stages, key=lambda item: item[2])  # all ranks use the smallest block count
     concurrency = num_blocks / blocks_needed if blocks_needed else 0.0
     kv_tokens = int(concurrency * length)
 
-    estimated = None
-    for stage_budget, stage_bpb, _ in stage_budgets:
-        avail_check = stage_budget.kv_available - stage_bpb
-        if avail_check <= 0:
-            problems.append(
-                "No available memory for the cache blocks: the weights and profiled memory exceed "
-                f"{gmu:.2f} x {total / GiB:.2f} GiB on pipeline stage {stage_budget.stage}."
-            )
-            estimated = 0
+    estimated, starved = None, None
+    for stage_budget, stage_bpb, _ in stages:
+        usable = stage_budget.kv_available - stage_bpb  # vLLM checks after reserving the null block
+        if usable <= 0:
+            starved, estimated = stage_budget, 0
             break
-        if blocks_needed * stage_bpb > avail_check:
-            est = kv.estimate_max_len(groups, stage_bpb, avail_check, length, inflight)
+        if blocks_needed * stage_bpb > usable:
+            est = kv.estimate_max_len(groups, stage_bpb, usable, length, inflight)
             estimated = est if estimated is None else min(estimated, est)
-    if estimated is not None and estimated < length and not any("No available memory" in p for p in problems):
+    if starved is not None:
+        problems.append(
+            "No available memory for the cache blocks: the weights and profiled memory exceed "
+            f"{gmu:.2f} x {total / GiB:.2f} GiB on pipeline stage {starved.stage}."
+        )
+    elif estimated is not None:
         problems.append(
             f"KV cache too small: one {length}-token request needs {blocks_needed * bpb / GiB:.2f} GiB "
             f"of KV cache, {(budget.kv_available - bpb) / GiB:.2f} GiB is available; vLLM refuses to start "
@@ -279,13 +292,15 @@ def make_plan(spec: ModelSpec, inv: GpuInventory, req: Requirements) -> Plan:
     elif concurrency < req.min_concurrency:
         problems.append(f"maximum concurrency {concurrency:.2f} is below the requested --min-concurrency {req.min_concurrency:g}.")
 
-    free = min(g.free_bytes for g in inv.gpus)
-    if inv.device != "cpu" and requested > free:
+    # vLLM's start-up check of free memory against the budget: always on GPUs, on CPU only without an explicit KV size.
+    if requested > free and (inv.device != "cpu" or req.kv_cache_memory_bytes is None):
         holders = ", ".join(f"pid {p.pid} ({p.name or '?'}) {p.used_bytes / GiB:.2f} GiB" for g in inv.gpus for p in g.processes)
+        where = "on the node" if inv.device == "cpu" else "on device"
         problems.append(
-            f"Free memory on device ({free / GiB:.2f}/{total / GiB:.2f} GiB) is less than desired GPU memory "
+            f"Free memory {where} ({free / GiB:.2f}/{total / GiB:.2f} GiB) is less than the desired memory "
             f"utilization ({gmu}, {requested / GiB:.2f} GiB); vLLM refuses to start."
             + (f" Memory is held by: {holders}." if holders else "")
+            + (" On CPU, give the KV cache an explicit size (--kv-cache-memory-bytes)." if inv.device == "cpu" else "")
         )
 
     args = vllm_serve_args(spec.name, length, gmu, req, block_size)
