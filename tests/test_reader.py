@@ -124,3 +124,40 @@ def test_unreachable_hub_falls_back_fast_without_retries(tmp_path):
     assert result.returncode == 0, result.stderr
     assert "built-in catalog" in json.loads(result.stdout)["facts_source"] and "Retrying" not in result.stderr
     assert time.monotonic() - start < 10
+
+
+def test_gated_repo_without_token_is_explained(tmp_path):
+    """A local stand-in for the Hub (HF_ENDPOINT) that answers like a gated repository: 401 with X-Error-Code GatedRepo."""
+    import http.server
+    import threading
+
+    class Gated(http.server.BaseHTTPRequestHandler):
+        def _deny(self):
+            self.send_response(401)
+            self.send_header("X-Error-Code", "GatedRepo")
+            self.send_header("X-Error-Message", "Access to model acme/gated is restricted. You must have access to it.")
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        do_GET = do_HEAD = _deny
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Gated)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        result = run_cli(
+            "plan",
+            "--model",
+            "acme/gated",
+            "--gpu",
+            "H100-80GB",
+            "--max-model-len",
+            "8192",
+            env={"HF_HUB_OFFLINE": "", "HF_ENDPOINT": f"http://127.0.0.1:{server.server_port}", "HF_HOME": str(tmp_path), "HF_TOKEN": ""},
+        )
+    finally:
+        server.shutdown()
+    assert result.returncode == 2, result.stderr
+    assert "gated repository" in result.stderr and "HF_TOKEN" in result.stderr and "Traceback" not in result.stderr

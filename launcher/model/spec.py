@@ -6,7 +6,7 @@ engine (`launcher.sizing`) consumes them. Nothing here does I/O.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Literal
 
 LayerKind = Literal["full", "sliding", "chunked", "mla", "mamba", "shared"]
@@ -100,12 +100,3 @@ class ModelSpec:
     is_moe: bool = False
     max_new_tokens: int | None = None
     facts_source: str = ""
-    notes: tuple[str, ...] = field(default_factory=tuple)
-
-    @property
-    def is_hybrid(self) -> bool:
-        return len({layer.kind for layer in self.layers if layer.kind != "shared"}) > 1
-
-    @property
-    def has_mamba(self) -> bool:
-        return any(layer.kind == "mamba" for layer in self.layers)

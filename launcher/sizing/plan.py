@@ -307,6 +307,11 @@ def make_plan(spec: ModelSpec, inv: GpuInventory, req: Requirements) -> Plan:
     env: tuple[tuple[str, str], ...] = ()
     if req.allow_long_max_model_len and length > context.derived:
         env = (("VLLM_ALLOW_LONG_MAX_MODEL_LEN", "1"),)
+    if spec.max_new_tokens:
+        notes.append(
+            f"generation_config.json sets max_new_tokens={spec.max_new_tokens}: requests that send no max_tokens "
+            f"get at most {spec.max_new_tokens} tokens (vLLM's default cap); send max_tokens explicitly"
+        )
     if spec.weights.is_estimate:
         notes.append("weights size is an estimate from the config's parameter count (no checkpoint index found)")
     plan = Plan(
@@ -342,7 +347,7 @@ def make_plan(spec: ModelSpec, inv: GpuInventory, req: Requirements) -> Plan:
         facts_source=spec.facts_source,
         vllm_args=tuple(args),
         env=env,
-        notes=tuple(notes + list(spec.notes)),
+        notes=tuple(notes),
     )
     if not plan.fits:
         plan = replace(plan, remedies=tuple(find_remedies(spec, inv, req, plan, rules)))
