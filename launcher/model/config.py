@@ -73,17 +73,6 @@ def _int(cfg: dict[str, Any], *keys: str) -> int | None:
     return None
 
 
-def _require(cfg: dict[str, Any], key: str, name: str) -> int:
-    value = _int(cfg, key)
-    if value is None:
-        raise UserError(
-            f"{name}: config.json lacks `{key}`",
-            "the sizing engine needs it to compute the KV cache",
-            "check that the model directory holds the model's own config.json, or pass --model a Hub repo id",
-        )
-    return value
-
-
 def kv_heads_of(cfg: dict[str, Any]) -> int:
     if cfg.get("multi_query") and not cfg.get("new_decoder_architecture"):
         return 1  # Falcon MQA
@@ -145,7 +134,7 @@ def _rope_theta(cfg: dict[str, Any]) -> float | None:
     return float(theta) if isinstance(theta, (int, float)) else None
 
 
-def _mamba_state(cfg: dict[str, Any], model_type: str) -> MambaState:
+def _mamba_state(cfg: dict[str, Any]) -> MambaState:
     if "linear_num_value_heads" in cfg:  # Qwen3-Next / Qwen3.5 gated delta net
         nk, hk = int(cfg["linear_num_key_heads"]), int(cfg["linear_key_head_dim"])
         nv, hv = int(cfg["linear_num_value_heads"]), int(cfg["linear_value_head_dim"])
@@ -213,7 +202,7 @@ def layer_types(cfg: dict[str, Any], n_layers: int) -> list[str]:
 
 
 def build_layers(cfg: dict[str, Any], name: str) -> tuple[LayerSpec, ...]:
-    n_layers = _require(cfg, "num_hidden_layers", name) if "num_hidden_layers" in cfg else _int(cfg, "n_layer", "num_layers")
+    n_layers = _int(cfg, "num_hidden_layers", "n_layer", "num_layers")
     if not n_layers:
         raise UserError(
             f"{name}: config.json lacks `num_hidden_layers`", "the number of layers sizes the KV cache", "use the model's own config.json"
@@ -238,7 +227,7 @@ def build_layers(cfg: dict[str, Any], name: str) -> tuple[LayerSpec, ...]:
 
     kv = kv_heads_of(cfg)
     head = head_size_of(cfg, heads, hidden)
-    mamba = _mamba_state(cfg, str(cfg.get("model_type", ""))) if "mamba" in kinds else None
+    mamba = _mamba_state(cfg) if "mamba" in kinds else None
     layers = []
     for i, kind in enumerate(kinds):
         if i >= shared_from:
