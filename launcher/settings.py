@@ -285,7 +285,7 @@ class RenderSettings(PlanSettings):
     grace: Annotated[float, Field(ge=0)] = 30
     """Seconds vLLM gets to stop after SIGTERM."""
     vllm_launch: str = "vllm-launch"
-    """systemd: the vllm-launch executable the unit runs (an absolute path is safest)."""
+    """systemd: the vllm-launch executable the unit runs (a bare name is resolved on this machine's PATH)."""
     user: str | None = None
     """systemd: the user the service runs as."""
     working_directory: str | None = None

@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 import re
 import shlex
+import shutil
 import sys
 from typing import Any
 
@@ -118,6 +119,11 @@ def multinode_settings(s: RenderSettings) -> RenderSettings:
             "leave TP/PP unset for TP = GPUs per node and PP = nodes",
         )
     return s
+
+
+def launcher_path(executable: str) -> str:
+    """systemd wants an absolute ExecStart path: resolve a bare name on this machine's PATH when it is there."""
+    return executable if "/" in executable else (shutil.which(executable) or executable)
 
 
 def context(s: RenderSettings, plan: Plan | None) -> dict[str, Any]:
