@@ -70,16 +70,16 @@ def plan_json(plan: Plan) -> dict[str, Any]:
     }
 
 
-def serve_command(plan: Plan) -> str:
-    env = " ".join(f"{k}={shlex.quote(v)}" for k, v in plan.env)
-    cmd = "vllm serve " + " ".join(shlex.quote(a) for a in plan.vllm_args)
-    return f"{env} {cmd}" if env else cmd
+def shell_command(plan: Plan, argv: list[str] | None = None) -> str:
+    """The command as a shell line, with the plan's environment in front (argv defaults to `vllm serve ARGS`)."""
+    assignments = [f"{k}={shlex.quote(v)}" for k, v in plan.env]  # quoted value, bare name: still an assignment
+    return " ".join([*assignments, shlex.join(argv or ["vllm", "serve", *plan.vllm_args])])
 
 
 def plan_text(plan: Plan) -> str:
     from launcher.render import render  # jinja2: only when text is wanted (--json stays lighter)
 
-    return render("plan.txt.j2", plan=plan, m=plan.memory, GiB=GiB, command=serve_command(plan))
+    return render("plan.txt.j2", plan=plan, m=plan.memory, GiB=GiB, command=shell_command(plan))
 
 
 def vllm_config_yaml(plan: Plan) -> str:

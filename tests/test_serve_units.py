@@ -137,6 +137,10 @@ def test_sd_notify(monkeypatch, tmp_path):
     assert not sd_notify("READY=1")
 
 
+OFFLINE_4K = ("--gpu", "H100-80GB", "--max-model-len", "4096")
+PINNED = ("--vllm-version", "0.32.0", "--device", "cuda")  # rules and backend fixed, whatever vLLM is installed
+
+
 @pytest.fixture
 def model_dir(tmp_path):
     return write_model_dir(tmp_path / "m", mc.catalog("meta-llama/Llama-3.1-8B-Instruct"), index_total=16060522496)
@@ -159,14 +163,8 @@ def test_serve_refuses_before_starting(model_dir, tmp_path, args, needle):
     result = run_cli(
         "--model",
         str(model_dir),
-        "--gpu",
-        "H100-80GB",
-        "--max-model-len",
-        "4096",
-        "--vllm-version",
-        "0.32.0",
-        "--device",
-        "cuda",
+        *OFFLINE_4K,
+        *PINNED,
         "--port",
         "1",
         *args,
@@ -179,15 +177,9 @@ def test_dry_run_prints_the_exact_command(model_dir):
         "serve",
         "--model",
         str(model_dir),
-        "--gpu",
-        "H100-80GB",
-        "--max-model-len",
-        "4096",
+        *OFFLINE_4K,
         "--dry-run",
-        "--vllm-version",
-        "0.32.0",
-        "--device",
-        "cuda",
+        *PINNED,
         "--port",
         "8123",
         "--",

@@ -11,7 +11,7 @@ from dataclasses import replace
 from launcher import gpus as gpu_adapter
 from launcher.errors import UserError
 from launcher.hardware import GiB, Gpu, GpuInventory, find_preset, inventory_from_preset, inventory_from_size, preset_names
-from launcher.installed import find_vllm
+from launcher.installed import InstalledVllm, find_vllm
 from launcher.model.reader import read_model
 from launcher.output import emit
 from launcher.report import plan_json, plan_text, vllm_config_yaml
@@ -81,9 +81,11 @@ def requirements_for(s: PlanSettings, version: str | None) -> Requirements:
     )
 
 
-def build_plan(s: PlanSettings) -> Plan:
-    """Settings -> plan, through the adapters (model reader, GPUs, installed vLLM) and the pure engine."""
-    installed = find_vllm(s.vllm) if (s.vllm_version is None or s.device == "auto") else None
+def build_plan(s: PlanSettings, installed: InstalledVllm | None = None) -> Plan:
+    """Settings -> plan, through the adapters (model reader, GPUs, installed vLLM) and the pure engine.
+    `installed` spares a second look-up when the caller already found vLLM."""
+    if installed is None and (s.vllm_version is None or s.device == "auto"):
+        installed = find_vllm(s.vllm)
     version = s.vllm_version or (installed.version if installed else None)
     cpu = s.device == "cpu" or (s.device == "auto" and installed is not None and installed.cpu_build and not s.gpu and not s.gpu_memory)
     spec = read_model(s.model, s.revision, s.hf_overrides)

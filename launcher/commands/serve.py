@@ -15,7 +15,7 @@ from launcher.commands.plan import build_plan
 from launcher.errors import UserError
 from launcher.http import request
 from launcher.installed import find_vllm
-from launcher.report import plan_text
+from launcher.report import plan_text, shell_command
 from launcher.serve import preflight, readiness
 from launcher.serve.diagnose import Diagnosis, diagnose
 from launcher.serve.logwatch import LogWatch
@@ -239,13 +239,13 @@ def write_ready_file(path: Path, data: dict) -> None:
 
 
 def run(s: ServeSettings) -> int:
-    plan = build_plan(s)
-    console = Console()
     installed = find_vllm(s.vllm)
+    plan = build_plan(s, installed)
+    console = Console()
     argv = vllm_command(s, plan, installed.executable or s.vllm)
     if s.dry_run or not plan.fits:
         sys.stdout.write(plan_text(plan))
-        print("\nvLLM command:\n  " + " ".join(f"{k}={shlex.quote(v)}" for k, v in plan.env) + (" " if plan.env else "") + shlex.join(argv))
+        print("\nvLLM command:\n  " + shell_command(plan, argv))
         if not plan.fits:
             console.say("not starting vLLM: the plan does not fit (see above); nothing was launched")
             return 1

@@ -18,6 +18,8 @@ HERE = Path(__file__).resolve().parent
 # The CPU workers of vLLM 0.32 use AMX tiles for bfloat16 attention; sandboxes that do not grant AMX kill them with
 # SIGILL, so the e2e servers run in float16 (same KV bytes per token).
 SERVE_DTYPE = "float16"
+# The tiny server every e2e launch plans: 512-token context, 64 MiB of KV cache (1,024 CPU blocks).
+TINY = ("--max-model-len", "512", "--kv-cache-memory-bytes", "64M")
 
 
 @pytest.fixture(scope="session")
@@ -180,10 +182,7 @@ def served(vllm_venv: Path, tiny_model: Path, tmp_path_factory: pytest.TempPathF
         vllm_venv,
         tiny_model,
         tmp,
-        "--max-model-len",
-        "512",
-        "--kv-cache-memory-bytes",
-        "64M",
+        *TINY,
         "--served-model-name",
         "tiny",
         "--api-key-env",

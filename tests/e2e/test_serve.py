@@ -10,7 +10,7 @@ import urllib.request
 
 import psutil
 import pytest
-from conftest import API_KEY, assert_no_leftovers, launcher_env, server_processes, start_launcher, start_vllm, stop
+from conftest import API_KEY, TINY, assert_no_leftovers, launcher_env, server_processes, start_launcher, start_vllm, stop
 
 pytestmark = pytest.mark.e2e
 
@@ -45,9 +45,7 @@ def test_api_key_is_never_on_a_command_line(served, tiny_model):
 
 
 def test_sigint_during_startup_leaves_nothing(vllm_venv, tiny_model, tmp_path):
-    launch = start_vllm(
-        vllm_venv, tiny_model, tmp_path, "--max-model-len", "512", "--kv-cache-memory-bytes", "64M", "--", "--enforce-eager"
-    )
+    launch = start_vllm(vllm_venv, tiny_model, tmp_path, *TINY, "--", "--enforce-eager")
     deadline = time.monotonic() + 60
     while "starting engine" not in launch.output() and time.monotonic() < deadline:
         time.sleep(0.2)
@@ -58,9 +56,7 @@ def test_sigint_during_startup_leaves_nothing(vllm_venv, tiny_model, tmp_path):
 
 
 def test_launcher_killed_takes_vllm_with_it(vllm_venv, tiny_model, tmp_path):
-    launch = start_vllm(
-        vllm_venv, tiny_model, tmp_path, "--max-model-len", "512", "--kv-cache-memory-bytes", "64M", "--", "--enforce-eager"
-    )
+    launch = start_vllm(vllm_venv, tiny_model, tmp_path, *TINY, "--", "--enforce-eager")
     deadline = time.monotonic() + 60
     while "loading weights" not in launch.output() and time.monotonic() < deadline:
         time.sleep(0.2)
@@ -76,10 +72,7 @@ def test_kv_cache_too_small_is_explained_with_a_working_length(vllm_venv, tiny_m
         vllm_venv,
         tiny_model,
         tmp_path,
-        "--max-model-len",
-        "512",
-        "--kv-cache-memory-bytes",
-        "64M",
+        *TINY,
         "--",
         "--enforce-eager",
         "--kv-cache-memory-bytes",
@@ -98,10 +91,7 @@ def test_context_above_model_limit_is_explained(vllm_venv, tiny_model, tmp_path)
         vllm_venv,
         tiny_model,
         tmp_path,
-        "--max-model-len",
-        "512",
-        "--kv-cache-memory-bytes",
-        "64M",
+        *TINY,
         "--",
         "--enforce-eager",
         "--max-model-len",
@@ -136,10 +126,7 @@ def test_port_in_use_refused_early(vllm_venv, tiny_model, tmp_path):
                 str(tiny_model),
                 "--vllm",
                 str(vllm_venv / "bin" / "vllm"),
-                "--max-model-len",
-                "512",
-                "--kv-cache-memory-bytes",
-                "64M",
+                *TINY,
                 "--port",
                 str(port),
                 "--host",
