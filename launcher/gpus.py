@@ -2,7 +2,8 @@
 
 The only module that imports pynvml, so tests fake exactly this seam. Totals are reported as CUDA sees
 them: NVML's v2 memory info splits off the driver's reserved memory, and `total - reserved` is what
-`cudaMemGetInfo` (and so vLLM) calls total.
+`cudaMemGetInfo` (and so vLLM) calls total. NVML's free memory is read before vLLM exists; vLLM checks free memory
+after creating its own CUDA context, so that context is subtracted here, as the presets do.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ import os
 from typing import Any
 
 from launcher.errors import UserError
-from launcher.hardware import Gpu, GpuInventory, GpuProcess
+from launcher.hardware import CUDA_CONTEXT_BYTES, Gpu, GpuInventory, GpuProcess
 
 
 class NvmlUnavailable(Exception):
@@ -87,11 +88,12 @@ def read_inventory() -> GpuInventory:
                     index,
                     name if isinstance(name, str) else name.decode(),
                     total,
-                    free,
+                    max(0, free - CUDA_CONTEXT_BYTES),
                     used,
                     reserved,
                     uuid if isinstance(uuid, str) else uuid.decode(),
                     holders,
+                    nvml_free_bytes=free,
                 )
             )
     finally:

@@ -12,7 +12,8 @@ GiB = 1 << 30
 MiB = 1 << 20
 
 # CUDA context created before vLLM snapshots free memory: H100 80GB HBM3 logs free 78.68 of 79.19 GiB
-# on an otherwise idle GPU (vLLM 0.19, dev-observations obs065-obs119).
+# on an otherwise idle GPU (vLLM 0.19, dev-observations obs065-obs119); on an H200 (driver 580) a fresh torch
+# context took 0.51 GiB too (free 149,557,477,376 of CUDA total 150,109,880,320 bytes; issue 10, measured).
 CUDA_CONTEXT_BYTES = int(0.51 * GiB)
 
 
@@ -28,11 +29,12 @@ class Gpu:
     index: int
     name: str
     total_bytes: int  # as CUDA reports it (NVML total minus the driver's reserved memory)
-    free_bytes: int
+    free_bytes: int  # as vLLM's start-up check sees it: after vLLM's own CUDA context is created
     used_bytes: int = 0
     reserved_bytes: int = 0
     uuid: str = ""
     processes: tuple[GpuProcess, ...] = field(default_factory=tuple)
+    nvml_free_bytes: int | None = None  # NVML's free memory (what nvidia-smi shows), when read from NVML
 
 
 @dataclass(frozen=True)
@@ -66,7 +68,9 @@ class GpuPreset:
 # Totals as CUDA reports them. Sources: logged by vLLM/torch in public start-up logs, cited per entry.
 GPU_PRESETS: dict[str, GpuPreset] = {
     "H100-80GB": GpuPreset(79.19, "vLLM 0.19 log 'Free memory on device (78.68/79.19 GiB)', tests/data/observations.json"),
-    "H200": GpuPreset(139.81, "torch.cuda.mem_get_info total on H200 141GB as logged by vLLM (139.81 GiB)"),
+    "H200": GpuPreset(
+        139.80072021484375, "cudaMemGetInfo total on an H200 (driver 580): 150,109,880,320 bytes = NVML total - reserved, measured"
+    ),
     "B200": GpuPreset(178.35, "torch total_memory on B200 180GB as logged by vLLM (178.35 GiB)"),
     "A100-80GB": GpuPreset(79.15, "torch total_memory on A100-SXM4-80GB (79.15 GiB)"),
     "A100-40GB": GpuPreset(39.39, "torch total_memory on A100-SXM4-40GB (39.39 GiB)"),

@@ -27,6 +27,9 @@ def plan_json(plan: Plan) -> dict[str, Any]:
         "pipeline_parallel_size": plan.pipeline_parallel_size,
         "vllm_args": list(plan.vllm_args),
         "env": dict(plan.env),
+        "working_command": list(plan.working_command) if plan.working_command else None,
+        "working_changes": list(plan.working_changes),
+        "max_model_len_source": plan.length_source,
         "model": plan.model,
         "vllm_version": plan.vllm_version,
         "device": plan.device,
@@ -35,6 +38,8 @@ def plan_json(plan: Plan) -> dict[str, Any]:
             "count": plan.gpus_available,
             "total_bytes": plan.total_memory_bytes,
             "free_bytes": plan.free_memory_bytes,
+            "indices": list(plan.gpu_indices),
+            "holders": [{"pid": p.pid, "name": p.name, "used_bytes": p.used_bytes} for p in plan.holders],
         },
         "context_limit": {
             "derived_max_model_len": plan.context.derived,

@@ -48,6 +48,19 @@ HumanInt = Annotated[int, BeforeValidator(parse_human_int)]
 PositiveInt = Annotated[int, BeforeValidator(parse_human_int), Field(gt=0)]
 
 
+def parse_max_model_len(value: Any) -> Any:
+    """vLLM's `human_readable_int_or_auto`: `auto` or -1 asks for the longest length that fits (-1 here)."""
+    if isinstance(value, str) and value.strip().lower() in ("auto", "-1"):
+        return -1
+    value = parse_human_int(value)
+    if isinstance(value, int) and value != -1 and value <= 0:
+        raise ValueError(f"max_model_len must be a positive integer or auto, got {value}")
+    return value
+
+
+MaxModelLen = Annotated[int, BeforeValidator(parse_max_model_len)]
+
+
 class LaunchSettings(BaseSettings):
     """Base of every command's settings."""
 
@@ -111,8 +124,11 @@ class PlanSettings(ModelSettings):
     """Multi-turn episodes: --prompt is the first prompt, --completion the per-turn limit; size for the last turn's prompt."""
     observation: HumanInt = Field(0, ge=0)
     """Multi-turn episodes: tokens (tool results, user messages) added to the prompt after each turn."""
-    max_model_len: PositiveInt | None = None
-    """vLLM's --max-model-len, instead of --prompt/--completion (vLLM's syntax: 32k = 32000, 32K = 32768)."""
+    max_model_len: MaxModelLen | None = None
+    """vLLM's --max-model-len, instead of --prompt/--completion (vLLM's syntax: 32k = 32000, 32K = 32768), or auto (-1):
+    the longest length that holds --min-concurrency full-length requests (up to --max-model-len-cap)."""
+    max_model_len_cap: PositiveInt | None = None
+    """With --max-model-len auto: the longest length to choose (default: the model's own limit)."""
     gpu: str | None = None
     """Plan for this GPU instead of the local ones (presets: see `vllm-launch gpus --presets`)."""
     gpu_memory: HumanInt | None = Field(None, gt=0)

@@ -7,6 +7,7 @@ import pytest
 
 from launcher import gpus
 from launcher.errors import UserError
+from launcher.hardware import CUDA_CONTEXT_BYTES
 
 GiB = 1 << 30
 
@@ -67,7 +68,13 @@ def test_total_is_what_cuda_reports(fake):
     inv = gpus.read_inventory()
     assert inv.count == 2
     assert inv.gpus[0].total_bytes == int(79.19 * GiB)
-    assert inv.gpus[1].processes[0].pid == 1234 and inv.gpus[1].free_bytes == 60 * GiB
+    assert inv.gpus[1].processes[0].pid == 1234 and inv.gpus[1].nvml_free_bytes == 60 * GiB
+
+
+def test_free_memory_is_what_vllm_sees_after_its_cuda_context(fake):
+    # vLLM checks free memory after creating its own context (0.51 GiB on H100 and H200): NVML's reading predates it.
+    inv = gpus.read_inventory()
+    assert inv.gpus[1].free_bytes == 60 * GiB - CUDA_CONTEXT_BYTES
 
 
 @pytest.mark.parametrize(("visible", "expected"), [("1", [1]), ("1,0", [1, 0]), ("GPU-1aaa", [1]), ("0,7,1", [0]), ("", [])])

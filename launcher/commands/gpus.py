@@ -31,7 +31,8 @@ def run(s: GpusSettings) -> int:
                             "total_bytes": g.total_bytes,
                             "reserved_bytes": g.reserved_bytes,
                             "used_bytes": g.used_bytes,
-                            "free_bytes": g.free_bytes,
+                            "free_bytes": g.nvml_free_bytes if g.nvml_free_bytes is not None else g.free_bytes,
+                            "free_for_vllm_bytes": g.free_bytes,
                             "processes": [{"pid": p.pid, "name": p.name, "used_bytes": p.used_bytes} for p in g.processes],
                         }
                         for g in inv.gpus
@@ -45,7 +46,8 @@ def run(s: GpusSettings) -> int:
         print(
             f"GPU {g.index}: {g.name} ({g.uuid})  total {g.total_bytes / GiB:.2f} GiB (as CUDA reports it; "
             f"{g.reserved_bytes / GiB:.2f} GiB reserved by the driver), "
-            f"used {g.used_bytes / GiB:.2f} GiB, free {g.free_bytes / GiB:.2f} GiB"
+            f"used {g.used_bytes / GiB:.2f} GiB, free {(g.nvml_free_bytes or g.free_bytes) / GiB:.2f} GiB "
+            f"({g.free_bytes / GiB:.2f} GiB once vLLM's CUDA context exists)"
         )
         for p in g.processes:
             print(f"    pid {p.pid} {p.name or '?'}: {p.used_bytes / GiB:.2f} GiB")

@@ -52,12 +52,19 @@ def requirements_for(s: PlanSettings, version: str | None) -> Requirements:
         )
     if s.max_model_len is not None and (s.prompt is not None or s.completion is not None):
         raise UserError("--max-model-len and --prompt/--completion both given", "they say the same thing two ways", "pass one or the other")
+    if s.max_model_len_cap is not None and s.max_model_len != -1:
+        raise UserError(
+            "--max-model-len-cap without --max-model-len auto",
+            "the cap bounds the length that auto chooses",
+            "add --max-model-len auto, or drop --max-model-len-cap",
+        )
     prompt = s.prompt
     if s.turns and prompt is not None and s.completion is not None:
         # The last turn's prompt holds every earlier turn's completion and observation.
         prompt += (s.turns - 1) * (s.completion + s.observation)
     return Requirements(
         max_model_len=s.max_model_len,
+        max_model_len_cap=s.max_model_len_cap,
         prompt=prompt,
         completion=s.completion,
         buffer=s.buffer,

@@ -173,6 +173,8 @@ def run(s: RenderSettings) -> int:
             sys.stderr.write(plan_text(plan))
             print(f"vllm-launch render: the plan does not fit; no {s.target} file was written", file=sys.stderr)
             return 1
+        if s.max_model_len == -1:  # the file carries the length auto resolved to, not a new search on the node
+            s = s.model_copy(update={"max_model_len": plan.max_model_len, "max_model_len_cap": None})
     template = {
         "command": "command.sh.j2",
         "vllm-config": "vllm-config.yaml.j2",

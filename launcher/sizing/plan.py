@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import json
-import math
 from dataclasses import dataclass, field, replace
 
-from launcher.hardware import GiB, GpuInventory
+from launcher.hardware import GiB, GpuInventory, GpuProcess
 from launcher.model.config import DTYPE_BYTES
 from launcher.model.spec import ModelSpec
 from launcher.sizing import kv, memory
@@ -14,6 +12,7 @@ from launcher.sizing.context import ContextLimit, derive_context_limit
 from launcher.sizing.versions import VersionRules, rules_for
 
 DEFAULT_BUFFER = 1000
+AUTO = -1  # --max-model-len auto / -1: the longest length that holds --min-concurrency full-length requests
 CPU_BLOCK_SIZE = 128
 GPU_BLOCK_SIZE = 16
 MLA_BLOCK_SIZE = 64  # FLASHMLA (SM90 default after FLASH_ATTN_MLA, which also uses 64 in practice)
@@ -27,7 +26,8 @@ class PlanError(ValueError):
 class Requirements:
     """What the user asked for. `None` means "vLLM's default"."""
 
-    max_model_len: int | None = None
+    max_model_len: int | None = None  # AUTO: search for the longest that fits
+    max_model_len_cap: int | None = None  # upper bound for AUTO
     prompt: int | None = None
     completion: int | None = None
     buffer: int = DEFAULT_BUFFER
@@ -50,6 +50,8 @@ class Requirements:
     hf_overrides: str | None = None
 
     def resolved_max_model_len(self) -> int:
+        if self.max_model_len == AUTO:
+            raise PlanError("--max-model-len auto must be resolved (make_plan does) before a plan is assessed")
         if self.max_model_len is not None:
             return self.max_model_len
         if self.prompt is None or self.completion is None:
@@ -100,8 +102,15 @@ class Plan:
     weights_source: str
     facts_source: str
     vllm_args: tuple[str, ...]
+    kv_fits: bool = True  # the KV cache holds one full-length request (vLLM's start-up check)
+    gpu_indices: tuple[int, ...] = ()  # the GPUs vLLM's ranks run on: the first TP x PP visible ones
+    holders: tuple[GpuProcess, ...] = ()  # other processes holding memory on those GPUs
+    length_source: str = ""  # how max_model_len was chosen
     env: tuple[tuple[str, str], ...] = ()
     remedies: tuple[Remedy, ...] = field(default_factory=tuple)
+    # The smallest combination of remedies that fits, as a `vllm serve` command line (None when it fits or nothing does).
+    working_command: tuple[str, ...] | None = None
+    working_changes: tuple[str, ...] = ()  # what that command changes, in words
     notes: tuple[str, ...] = field(default_factory=tuple)
 
     @property
@@ -220,7 +229,30 @@ def stage_budgets(
 
 
 def make_plan(spec: ModelSpec, inv: GpuInventory, req: Requirements) -> Plan:
-    """Predict what vLLM will do with these requirements on this hardware."""
+    """Predict what vLLM will do with these requirements on this hardware, with remedies when it does not fit.
+
+    `--max-model-len auto` is resolved first: the longest length that holds `min_concurrency` full-length requests."""
+    from launcher.sizing import fit, remedies  # both build on assess(); imported here to keep the module graph acyclic
+
+    length_source = "--max-model-len" if req.max_model_len is not None else "prompt + completion + buffer"
+    if req.max_model_len == AUTO:
+        found = fit.longest_length(spec, inv, req)
+        rules = rules_for(req.vllm_version)
+        upper = fit.length_ceiling(spec, req, rules)
+        req = replace(req, max_model_len=found or upper)
+        length_source = (
+            f"auto: the longest length that holds {req.min_concurrency:g} full-length request(s), up to {upper:,}"
+            if found
+            else f"auto: no length up to {upper:,} holds {req.min_concurrency:g} full-length request(s)"
+        )
+    plan = replace(assess(spec, inv, req), length_source=length_source)
+    if not plan.fits:
+        plan = remedies.attach(spec, inv, req, plan)
+    return plan
+
+
+def assess(spec: ModelSpec, inv: GpuInventory, req: Requirements) -> Plan:
+    """The plan for exactly these requirements (an explicit length), without searching for remedies."""
     rules = rules_for(req.vllm_version)
     if not inv.gpus:
         raise PlanError("no GPUs in the inventory")
@@ -261,8 +293,10 @@ def make_plan(spec: ModelSpec, inv: GpuInventory, req: Requirements) -> Plan:
     inflight = (pp + 1 if async_scheduling else pp) * tokens
     blocks_needed = kv.request_blocks(groups, length, inflight)
 
-    gpu = min(inv.gpus, key=lambda g: g.total_bytes)
-    total, free = gpu.total_bytes, min(g.free_bytes for g in inv.gpus)
+    # vLLM runs its ranks on the first TP x PP visible GPUs; each rank profiles its own GPU and all use the smallest result.
+    used = inv.gpus[:world] if inv.device != "cpu" and inv.count >= world else inv.gpus
+    gpu = min(used, key=lambda g: g.total_bytes)
+    total, free = gpu.total_bytes, min(g.free_bytes for g in used)
     requested = memory.requested_bytes(total, gmu)
     stages = stage_budgets(spec, inv, req, rules, groups, requested, dtype, tokens, seqs)
     budget, bpb, num_blocks = min(stages, key=lambda item: item[2])  # all ranks use the smallest block count
@@ -278,6 +312,7 @@ def make_plan(spec: ModelSpec, inv: GpuInventory, req: Requirements) -> Plan:
         if blocks_needed * stage_bpb > usable:
             est = kv.estimate_max_len(groups, stage_bpb, usable, length, inflight)
             estimated = est if estimated is None else min(estimated, est)
+    kv_fits = estimated is None
     if starved is not None:
         problems.append(
             "No available memory for the cache blocks: the weights and profiled memory exceed "
@@ -292,16 +327,30 @@ def make_plan(spec: ModelSpec, inv: GpuInventory, req: Requirements) -> Plan:
     elif concurrency < req.min_concurrency:
         problems.append(f"maximum concurrency {concurrency:.2f} is below the requested --min-concurrency {req.min_concurrency:g}.")
 
+    holders = [p for g in used for p in g.processes]
+    held = "".join(f", pid {p.pid} ({p.name or '?'}) {p.used_bytes / GiB:.2f} GiB" for p in holders)[2:]
     # vLLM's start-up check of free memory against the budget: always on GPUs, on CPU only without an explicit KV size.
     if requested > free and (inv.device != "cpu" or req.kv_cache_memory_bytes is None):
-        holders = ", ".join(f"pid {p.pid} ({p.name or '?'}) {p.used_bytes / GiB:.2f} GiB" for g in inv.gpus for p in g.processes)
         where = "on the node" if inv.device == "cpu" else "on device"
         problems.append(
             f"Free memory {where} ({free / GiB:.2f}/{total / GiB:.2f} GiB) is less than the desired memory "
             f"utilization ({gmu}, {requested / GiB:.2f} GiB); vLLM refuses to start."
-            + (f" Memory is held by: {holders}." if holders else "")
+            + (f" Memory is held by: {held}." if held else "")
             + (" On CPU, give the KV cache an explicit size (--kv-cache-memory-bytes)." if inv.device == "cpu" else "")
         )
+    if req.kv_cache_memory_bytes is not None:
+        # An explicit KV size skips the profile: nothing checks that it fits beside the weights until the allocation fails.
+        profiled = stage_budgets(spec, inv, replace(req, kv_cache_memory_bytes=None), rules, groups, requested, dtype, tokens, seqs)
+        worst = max((b for b, _, _ in profiled), key=lambda b: b.weights + b.non_torch + b.activation + b.cudagraph)
+        overhead = worst.weights + worst.non_torch + worst.activation + worst.cudagraph
+        if overhead + req.kv_cache_memory_bytes > free:
+            problems.append(
+                f"--kv-cache-memory-bytes {req.kv_cache_memory_bytes / GiB:.2f} GiB does not fit beside the weights: "
+                f"{worst.weights / GiB:.2f} GiB weights + {(overhead - worst.weights) / GiB:.2f} GiB runtime + the KV cache need "
+                f"{(overhead + req.kv_cache_memory_bytes) / GiB:.2f} GiB, but {free / GiB:.2f} GiB is free per "
+                f"{'node' if inv.device == 'cpu' else 'GPU'}; vLLM would run out of memory allocating it "
+                f"(at most {max(0, free - overhead) / GiB:.2f} GiB fits)."
+            )
 
     args = vllm_serve_args(spec.name, length, gmu, req, block_size)
     env: tuple[tuple[str, str], ...] = ()
@@ -314,7 +363,7 @@ def make_plan(spec: ModelSpec, inv: GpuInventory, req: Requirements) -> Plan:
         )
     if spec.weights.is_estimate:
         notes.append("weights size is an estimate from the config's parameter count (no checkpoint index found)")
-    plan = Plan(
+    return Plan(
         model=spec.name,
         max_model_len=length,
         fits=not problems,
@@ -346,12 +395,12 @@ def make_plan(spec: ModelSpec, inv: GpuInventory, req: Requirements) -> Plan:
         weights_source=spec.weights.source,
         facts_source=spec.facts_source,
         vllm_args=tuple(args),
+        kv_fits=kv_fits,
+        gpu_indices=tuple(g.index for g in used),
+        holders=tuple(holders),
         env=env,
         notes=tuple(notes),
     )
-    if not plan.fits:
-        plan = replace(plan, remedies=tuple(find_remedies(spec, inv, req, plan, rules)))
-    return plan
 
 
 def vllm_serve_args(model: str, length: int, gmu: float, req: Requirements, block_size: int) -> list[str]:
@@ -385,121 +434,3 @@ def vllm_serve_args(model: str, length: int, gmu: float, req: Requirements, bloc
     if req.hf_overrides:
         args += ["--hf-overrides", req.hf_overrides]
     return args
-
-
-def _fits_with(spec: ModelSpec, inv: GpuInventory, req: Requirements) -> Plan | None:
-    try:
-        candidate = make_plan(spec, inv, req)
-    except (PlanError, ValueError):
-        return None
-    return candidate if candidate.fits else None
-
-
-def find_remedies(spec: ModelSpec, inv: GpuInventory, req: Requirements, plan: Plan, rules: VersionRules) -> list[Remedy]:
-    """Ranked ways to make it fit; each one re-planned through the engine, never guessed."""
-    out: list[Remedy] = []
-    length, context = plan.max_model_len, plan.context
-    base = replace(req, max_model_len=length)
-    if length > context.derived and not req.allow_long_max_model_len:
-        out.extend(context_remedies(spec, plan))
-        # Memory remedies are judged as if the context limit were lifted by one of the remedies above.
-        base = replace(base, allow_long_max_model_len=True)
-        if _fits_with(spec, inv, base):
-            return out
-    suffix = " (with a context fix above)" if base.allow_long_max_model_len and not req.allow_long_max_model_len else ""
-    if inv.device != "cpu":
-        for tp in range(req.tensor_parallel_size + 1, inv.max_gpus // req.pipeline_parallel_size + 1):
-            if spec.num_attention_heads % tp:
-                continue
-            bigger = replace(inv, gpus=tuple(replace(inv.gpus[0], index=i) for i in range(tp * req.pipeline_parallel_size)))
-            fitted = _fits_with(spec, bigger, replace(base, tensor_parallel_size=tp))
-            if fitted:
-                out.append(
-                    Remedy(
-                        f"--tensor-parallel-size {tp}",
-                        f"{tp * req.pipeline_parallel_size} GPUs: {fitted.kv_cache_tokens:,} KV tokens, "
-                        f"concurrency {fitted.max_concurrency:.2f}x{suffix}",
-                        ("--tensor-parallel-size", str(tp)),
-                    )
-                )
-                break
-    if req.kv_cache_dtype == "auto" and not spec.kv_cache_quantized:
-        fitted = _fits_with(spec, inv, replace(base, kv_cache_dtype="fp8"))
-        if fitted:
-            out.append(
-                Remedy(
-                    "--kv-cache-dtype fp8",
-                    f"halves KV bytes per token: {fitted.kv_cache_tokens:,} KV tokens, concurrency "
-                    f"{fitted.max_concurrency:.2f}x{suffix} (small accuracy cost; needs fp8 support on the GPU)",
-                    ("--kv-cache-dtype", "fp8"),
-                )
-            )
-    if inv.device != "cpu" and req.kv_cache_memory_bytes is None:
-        ceiling = math.floor(plan.free_memory_bytes / plan.total_memory_bytes * 100) / 100
-        if ceiling > plan.gpu_memory_utilization:
-            fitted = _fits_with(spec, inv, replace(base, gpu_memory_utilization=ceiling))
-            if fitted:
-                out.append(
-                    Remedy(
-                        f"--gpu-memory-utilization {ceiling:g}",
-                        f"free memory allows it: {fitted.kv_cache_tokens:,} KV tokens, concurrency {fitted.max_concurrency:.2f}x{suffix}",
-                        ("--gpu-memory-utilization", f"{ceiling:g}"),
-                    )
-                )
-    estimate = plan.estimated_max_model_len
-    if req.max_model_len is None and req.buffer > 0 and estimate and length - estimate <= req.buffer:
-        out.append(
-            Remedy(
-                f"--buffer {req.buffer - (length - estimate)}",
-                f"a buffer of {req.buffer - (length - estimate)} instead of {req.buffer} gives max_model_len {estimate}, which fits",
-            )
-        )
-    if estimate and estimate < length and (estimate <= context.derived or req.allow_long_max_model_len):
-        out.append(
-            Remedy(
-                f"--max-model-len {estimate}",
-                "the longest context this memory holds for one request (shorter than you asked for)",
-                ("--max-model-len", str(estimate)),
-            )
-        )
-    return out
-
-
-YARN_FAMILIES = ("qwen2", "qwen3", "qwen2_moe", "qwen3_moe")
-
-
-def context_remedies(spec: ModelSpec, plan: Plan) -> list[Remedy]:
-    length, context = plan.max_model_len, plan.context
-    out = []
-    mpe = int(spec.context.lengths.get("max_position_embeddings", context.derived))
-    if context.yarn_factor or spec.model_type in YARN_FAMILIES:
-        original = context.yarn_original or mpe
-        factor = float(2 ** math.ceil(math.log2(length / original)))
-        params: dict[str, object] = {"rope_type": "yarn", "factor": factor, "original_max_position_embeddings": original}
-        if spec.context.rope_theta:
-            params["rope_theta"] = spec.context.rope_theta
-        overrides = json.dumps({"rope_parameters": params, "max_position_embeddings": int(original * factor)})
-        out.append(
-            Remedy(
-                f"YaRN rope scaling x{factor:g}",
-                f"extends positions to {int(original * factor)}: vLLM 0.32 needs both the rope parameters and "
-                "max_position_embeddings overridden. Static YaRN may cost some quality on short texts.",
-                ("--hf-overrides", overrides),
-            )
-        )
-    out.append(
-        Remedy(
-            "VLLM_ALLOW_LONG_MAX_MODEL_LEN=1",
-            "starts anyway; positions past the model's trained length give garbage (RoPE: NaNs; absolute "
-            "positions: CUDA out-of-bounds errors). Use only if you know the model extrapolates.",
-            env=(("VLLM_ALLOW_LONG_MAX_MODEL_LEN", "1"),),
-        )
-    )
-    out.append(
-        Remedy(
-            f"--max-model-len {context.derived}",
-            f"the model's own limit; that leaves {context.derived} tokens for prompt + completion",
-            ("--max-model-len", str(context.derived)),
-        )
-    )
-    return out

@@ -1,0 +1,48 @@
+"""The longest max_model_len that fits: vLLM's `--max-model-len auto`, but for a target concurrency and a cap.
+
+vLLM's own auto-fit sizes for about one request (vllm-project/vllm issues #19407, #41364); here the length is the
+longest that still holds `min_concurrency` full-length requests, found by bisection over the engine's own plans
+(KV fit and concurrency only shrink as the length grows)."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+from launcher.hardware import GpuInventory
+from launcher.model.spec import ModelSpec
+from launcher.sizing.context import derive_context_limit
+from launcher.sizing.plan import Plan, Requirements, assess
+from launcher.sizing.versions import VersionRules, rules_for
+
+
+def length_ceiling(spec: ModelSpec, req: Requirements, rules: VersionRules) -> int:
+    """The longest length auto may choose: the model's derived limit (or the cap past it with the long-length override)."""
+    derived = derive_context_limit(spec.context, spec.model_type, rules).derived
+    cap = req.max_model_len_cap
+    if cap is not None and req.allow_long_max_model_len:
+        return cap
+    return min(derived, cap) if cap is not None else derived
+
+
+def holds(plan: Plan, min_concurrency: float) -> bool:
+    """The KV cache takes one full-length request (vLLM starts) and `min_concurrency` of them at once."""
+    return plan.kv_fits and plan.max_concurrency >= min_concurrency
+
+
+def longest_length(spec: ModelSpec, inv: GpuInventory, req: Requirements) -> int | None:
+    """The largest length up to `length_ceiling` that holds `req.min_concurrency` requests; None when not even 1 token does."""
+    upper = length_ceiling(spec, req, rules_for(req.vllm_version))
+
+    def ok(length: int) -> bool:
+        return holds(assess(spec, inv, replace(req, max_model_len=length)), req.min_concurrency)
+
+    if not ok(1):
+        return None
+    lo, hi = 1, upper
+    while lo < hi:
+        mid = (lo + hi + 1) // 2
+        if ok(mid):
+            lo = mid
+        else:
+            hi = mid - 1
+    return lo
