@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import shlex
 from importlib import resources
+from pathlib import Path
 from typing import Any
 
 import jinja2
@@ -21,7 +22,10 @@ def _yaml_scalar(value: Any) -> str:
 
 
 def _load(name: str) -> str:
-    return resources.files("launcher.templates").joinpath(name).read_text()
+    try:
+        return resources.files("launcher.templates").joinpath(name).read_text()
+    except ModuleNotFoundError:  # a source checkout that was not pip-installed: templates/ sits beside launcher/
+        return (Path(__file__).resolve().parent.parent / "templates" / name).read_text()
 
 
 ENV = jinja2.Environment(
