@@ -49,6 +49,7 @@ GPU_NAMES = [
     ("3090", "RTX-3090"),
     ("a10g", "A10G"),
     (" l4", "L4"),
+    ("v100", "V100"),
 ]
 
 
@@ -110,13 +111,23 @@ def requirements(obs: dict, facts: startup_log.LogFacts, **extra) -> Requirement
         dtype=dtype,
         kv_cache_dtype=kv,
         block_size=args.get("block_size"),
-        max_num_batched_tokens=args.get("max_num_batched_tokens"),
+        max_num_batched_tokens=batched_tokens(obs, facts),
         max_num_seqs=args.get("max_num_seqs"),
         enforce_eager=bool(args.get("enforce_eager")),
         vllm_version=version_of(obs["vllm_version"]),
         allow_long_max_model_len=True,
         **extra,
     )
+
+
+def batched_tokens(obs: dict, facts: startup_log.LogFacts) -> int | None:
+    """The profile's token budget as the run set it. Logged where chunked prefill is on; with it off (a V0 choice
+    the plan's inputs do not carry) vLLM batches max(max_model_len, 2048) tokens (config.py SchedulerConfig)."""
+    if facts.args.get("max_num_batched_tokens") or obs["max_num_batched_tokens"]:
+        return facts.args.get("max_num_batched_tokens") or obs["max_num_batched_tokens"]
+    if facts.engine.get("chunked_prefill_enabled") == "False" and obs["max_model_len"]:
+        return max(obs["max_model_len"], 2048)
+    return None
 
 
 def same_model(a: dict, b: dict) -> bool:

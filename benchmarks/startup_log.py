@@ -45,6 +45,7 @@ class LogFacts:
     cudagraph_estimated_gib: float | None = None
     cudagraph_actual_gib: float | None = None
     total_gpu_memory_gib: float | None = None
+    gpu_memory_utilization: float | None = None
     workers: list[WorkerProfile] = field(default_factory=list)  # profile lines (DEBUG, "take", V0 results)
     summaries: list[WorkerProfile] = field(default_factory=list)  # "Free memory on device ... Actual usage is" lines
 
@@ -59,7 +60,8 @@ VERSION_PATTERNS = (
 )
 ARGS = re.compile(r"non-default args: (\{.*\})")
 ENGINE_KEYS = re.compile(
-    r"\b(tensor_parallel_size|pipeline_parallel_size|dtype|quantization|kv_cache_dtype|max_seq_len|enforce_eager|model)=([^,\s]+)"
+    r"\b(tensor_parallel_size|pipeline_parallel_size|dtype|quantization|kv_cache_dtype|max_seq_len|enforce_eager|model|"
+    r"chunked_prefill_enabled)=([^,\s]+)"
 )
 CHUNKED = re.compile(r"max_num_batched_tokens=(\d+)")
 WEIGHTS = re.compile(r"(?:Model loading took|Loading model weights took) " + NUM + r" (GiB|GB|MB)")
@@ -131,6 +133,7 @@ ESTIMATED_LEN = re.compile(r"estimated maximum model length is (\d+)")
 CG_ESTIMATE = re.compile(r"Estimated CUDA graph memory: " + NUM + r" GiB")
 CG_ACTUAL = re.compile(r"Graph capturing finished in [\d.]+ secs?, took " + NUM + r" GiB")
 PID = re.compile(r"pid=(\d+)\)")
+V0_GMU = re.compile(r"(?:gpu_memory_utilization=|Desired GPU memory utilization is \()([\d.]+)")
 V0_TOTAL = re.compile(r"total_gpu_memory=" + NUM + r"GiB")
 
 
@@ -179,15 +182,17 @@ def parse(text: str) -> LogFacts:
                 )
             )
         if m := CAN_USE.search(line):
-            facts.total_gpu_memory_gib = float(m[1])
+            facts.total_gpu_memory_gib, facts.gpu_memory_utilization = float(m[1]), float(m[2])
             facts.workers.append(WorkerProfile(total=float(m[1]), requested=float(m[3])))
         if (m := TAKES.search(line)) and facts.workers:
             w = facts.workers[-1]
             w.weights, w.non_torch, w.activation, w.kv = float(m[1]), float(m[2]), float(m[3]), float(m[4])
+            facts.available_kv_cache_gib = facts.available_kv_cache_gib or w.kv
         if m := V0_RESULTS.search(line):
             total, initial, peak, post, non_torch, kv = (float(x) for x in m.groups())
             facts.total_gpu_memory_gib = total
             facts.workers.append(WorkerProfile(total=total, non_torch=non_torch, kv=kv, activation=round(peak - initial, 2)))
+            facts.available_kv_cache_gib = facts.available_kv_cache_gib or kv
         if m := SUMMARY.search(line):
             facts.total_gpu_memory_gib = float(m[2])
             if m[4] is not None:
@@ -226,6 +231,10 @@ def parse(text: str) -> LogFacts:
             facts.cudagraph_actual_gib = float(m[1])
     if facts.total_gpu_memory_gib is None and (m := V0_TOTAL.search(text)):
         facts.total_gpu_memory_gib = float(m[1])
+    if isinstance(facts.args.get("gpu_memory_utilization"), float):
+        facts.gpu_memory_utilization = facts.args["gpu_memory_utilization"]
+    elif facts.gpu_memory_utilization is None and (m := V0_GMU.search(text)):
+        facts.gpu_memory_utilization = float(m[1])
     return facts
 
 

@@ -85,11 +85,12 @@ def test_added_observations_are_what_their_log_lines_parse_to(obs):
     facts = startup_log.parse(obs["raw_log_excerpt"])
     first = facts.workers[0] if facts.workers else startup_log.WorkerProfile()
     assert facts.version and facts.version in obs["vllm_version"]
-    assert (facts.kv_cache_tokens, facts.available_kv_cache_gib, facts.weights_gib) == (
+    tokens = facts.kv_cache_tokens or (facts.num_gpu_blocks or 0) * 16  # V0 logs state blocks of 16 tokens
+    assert (tokens, facts.available_kv_cache_gib, facts.weights_gib) == (
         obs["kv_cache_tokens"], obs["available_kv_cache_gib"], obs["weights_gib"],
     )  # fmt: skip
     assert (facts.max_concurrency, facts.max_concurrency_tokens) == (obs["max_concurrency"], obs["max_concurrency_tokens"])
     assert (first.activation, first.non_torch) == (obs["activation_peak_gib"], obs["non_torch_gib"])
-    assert facts.args.get("tensor_parallel_size", 1) == obs["tensor_parallel_size"]
-    assert facts.args.get("gpu_memory_utilization") == obs["gpu_memory_utilization"]
+    assert int(facts.args.get("tensor_parallel_size") or facts.engine.get("tensor_parallel_size", 1)) == obs["tensor_parallel_size"]
+    assert facts.gpu_memory_utilization == obs["gpu_memory_utilization"]
     assert facts.max_num_batched_tokens == obs["max_num_batched_tokens"]

@@ -48,11 +48,13 @@ DEFAULT_SM_COUNT = 132
 # buffers): 0.05 GiB, the median residual over the 0.19 H100 logs whose peak is the sampler (Llama-3.1-8B, Qwen2.5-7B,
 # Qwen3-8B, gemma-2 2b/9b/27b, phi-4, gpt-oss-20b, Llama-3.3-70B fp8: 0.04-0.06 GiB).
 PROFILE_RESIDUAL = int(0.05 * GiB)
-# The profile run's forward pass peaks in the MLP: the gate/up output, its activation and a few hidden-size buffers
-# for every batched token at once: (3 x intermediate / TP + 4 x hidden) x dtype per token. Checked on the 0.19 logs
-# whose peak is the forward pass (CodeLlama-7B 0.77 logged vs 0.80, granite-3.3-8B 0.85 vs 0.89 GiB).
+# The profile run's forward pass peaks in the MLP: the gate/up output and its activation (3 x intermediate / TP)
+# and three hidden-size buffers (input, residual, output) for every batched token at once. Fitted on the logs whose
+# peak is the forward pass: Llama-3.1-8B on the V0 engine at 20000, 29000 and 40000 tokens (RTX 3090 obs011/obs012,
+# V100 TP=2 obs246: 3.0-3.07 hidden buffers) and CodeLlama-7B / granite-3.3-8B at 8192 tokens on 0.19 (0.74 / 0.82
+# predicted vs 0.77 / 0.85 GiB logged).
 FORWARD_INTERMEDIATE_COPIES = 3
-FORWARD_HIDDEN_COPIES = 4
+FORWARD_HIDDEN_COPIES = 3
 # A multimodal model's profile also runs the vision encoder and keeps its outputs (the encoder cache) until after
 # the sampler warm-up (gpu_model_runner.py profile_run). The cache is modelled as one hidden-size row per batched
 # token; the encoder's own leftovers are fitted: 0.12 GiB (gemma-3 4b/12b/27b, Mistral-Small-3.1, Llama-4-Scout at
