@@ -65,21 +65,29 @@ class GpuPreset:
     source: str
 
 
-# Totals as CUDA reports them. Sources: logged by vLLM/torch in public start-up logs, cited per entry.
+# Totals as CUDA reports them (NVML's total less the driver's reservation, which differs by GPU and driver: 0.46 GiB on
+# H100 80GB, 0.6 GiB on H200). Each entry cites where its number was read; NVML totals for comparison (nvidia-smi,
+# https://github.com/modal-labs/modal-client/pull/2797): H100 81559 MiB, A100 80GB 81920 MiB, A100 40GB 40960 MiB,
+# A10 23028 MiB, L40S 46068 MiB, L4 23034 MiB, T4 15360 MiB.
 GPU_PRESETS: dict[str, GpuPreset] = {
-    "H100-80GB": GpuPreset(79.19, "vLLM 0.19 log 'Free memory on device (78.68/79.19 GiB)', tests/data/observations.json"),
+    "H100-80GB": GpuPreset(79.19, "vLLM 0.19 log 'Free memory on device (78.68/79.19 GiB)', tests/data/observations.json obs065-obs245"),
     "H200": GpuPreset(
-        139.80072021484375, "cudaMemGetInfo total on an H200 (driver 580): 150,109,880,320 bytes = NVML total - reserved, measured"
+        150_109_880_320 / GiB,
+        "measured on an H200 with driver 580: CUDA total 150,109,880,320 bytes (NVML 150,754,820,096 less 644,939,776 reserved), issue 10",
     ),
     "B200": GpuPreset(178.35, "torch total_memory on B200 180GB as logged by vLLM (178.35 GiB)"),
-    "A100-80GB": GpuPreset(79.15, "torch total_memory on A100-SXM4-80GB (79.15 GiB)"),
-    "A100-40GB": GpuPreset(39.39, "torch total_memory on A100-SXM4-40GB (39.39 GiB)"),
-    "L40S": GpuPreset(44.39, "torch total_memory on L40S (44.39 GiB)"),
-    "L4": GpuPreset(22.05, "torch total_memory on L4 (22.05 GiB)"),
-    "A10G": GpuPreset(21.99, "torch total_memory on A10G (21.99 GiB)"),
+    "A100-80GB": GpuPreset(
+        79.26,
+        "derived from vLLM 0.10.1.1 logs of the same runs at --gpu-memory-utilization 0.25 and 0.5 on A100 80GB "
+        "(tests/data/observations.json obs001-obs004): (24.83 - 5.01) / 0.25 = 79.28 GiB at TP=1, (31.83 - 12.02) / 0.25 = 79.24 at TP=2",
+    ),
+    "A100-40GB": GpuPreset(39.39, "torch total_memory on A100-SXM4-40GB (39.39 GiB); NVML 40960 MiB"),
+    "L40S": GpuPreset(44.39, "torch total_memory on L40S (44.39 GiB); NVML 46068 MiB"),
+    "L4": GpuPreset(22.05, "torch total_memory on L4 (22.05 GiB); NVML 23034 MiB"),
+    "A10G": GpuPreset(21.99, "torch total_memory on A10G (21.99 GiB); NVML 23028 MiB"),
     "RTX-4090": GpuPreset(23.53, "torch total_memory on GeForce RTX 4090 (23.53 GiB)"),
     "RTX-3090": GpuPreset(23.58, "vLLM log 'total_gpu_memory=23.58GiB' on RTX 3090, tests/data/observations.json obs011"),
-    "T4": GpuPreset(14.58, "torch total_memory on Tesla T4 (14.58 GiB)"),
+    "T4": GpuPreset(14.58, "torch total_memory on Tesla T4 (14.58 GiB); NVML 15360 MiB"),
     "V100": GpuPreset(15.77, "torch total_memory on V100-SXM2-16GB (15.77 GiB)"),
     "V100-32GB": GpuPreset(31.74, "torch total_memory on V100-SXM2-32GB (31.74 GiB)"),
 }

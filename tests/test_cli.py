@@ -42,7 +42,8 @@ def test_json_contract_and_fit(llama_dir):
         assert isinstance(data[key], kind), key
     assert data["max_model_len"] == 58000 and data["fits"] and data["estimated_max_model_len"] is None
     assert data["vllm_args"][:3] == [str(llama_dir), "--max-model-len", "58000"]
-    assert data["weights_bytes"] == 16060522496
+    # what vLLM loads: the checkpoint plus the rotary cos/sin cache (131072 positions x 128 dims x 2 bytes)
+    assert data["weights_bytes"] == 16060522496 + 131072 * 128 * 2
 
 
 def test_does_not_fit_exits_1_with_json(llama_dir):

@@ -78,7 +78,8 @@ def test_hub_id_from_local_hf_cache_offline(tmp_path):
     )
     assert result.returncode == 0, result.stderr
     data = json.loads(result.stdout)
-    assert data["weights_bytes"] == 123456789 and "Hub acme/tiny" in data["facts_source"]
+    # the checkpoint index's total, plus the rotary cache vLLM builds at load (131072 positions x 128 dims x 2 bytes)
+    assert data["weights_bytes"] == 123456789 + 131072 * 128 * 2 and "Hub acme/tiny" in data["facts_source"]
 
 
 def test_unknown_hub_id_offline_not_cached(tmp_path):

@@ -15,6 +15,7 @@ from launcher.model.spec import (
     LayerSpec,
     MambaState,
     ModelSpec,
+    MoeShape,
     RopeEntry,
     WeightFacts,
 )
@@ -294,6 +295,16 @@ def weight_facts(
     return WeightFacts(total_bytes, source, min(embed_bytes, total_bytes // 2), min(head_bytes, total_bytes // 2))
 
 
+def moe_shape(cfg: dict[str, Any]) -> MoeShape | None:
+    experts = _int(cfg, "num_local_experts", "num_experts", "n_routed_experts")
+    if not experts:
+        return None
+    top_k = _int(cfg, "num_experts_per_tok", "experts_per_token", "moe_topk") or 1
+    width = _int(cfg, "moe_intermediate_size", "intermediate_size", "ffn_dim") or 0
+    shared = _int(cfg, "shared_expert_intermediate_size") or (_int(cfg, "n_shared_experts", "num_shared_experts") or 0) * width
+    return MoeShape(experts, top_k, width, shared)
+
+
 def spec_from_config(
     config: dict[str, Any],
     name: str,
@@ -333,6 +344,8 @@ def spec_from_config(
         quantization=quant,
         kv_cache_quantized=kv_quant,
         is_moe=bool(experts),
+        moe=moe_shape(cfg),
+        multimodal=isinstance(config.get("vision_config"), dict) or "ForConditionalGeneration" in str(archs[0] if archs else ""),
         max_new_tokens=_int(gen, "max_new_tokens"),
         facts_source=facts_source,
     )

@@ -80,6 +80,16 @@ class WeightFacts:
 
 
 @dataclass(frozen=True)
+class MoeShape:
+    """The routed experts of a mixture-of-experts layer, as the fused-MoE kernel sees them."""
+
+    experts: int
+    experts_per_token: int
+    intermediate_size: int  # one expert's gate/up width (before tensor-parallel sharding)
+    shared_intermediate_size: int = 0  # shared experts run as a dense MLP beside the routed ones
+
+
+@dataclass(frozen=True)
 class ModelSpec:
     """Everything the sizing engine needs about one model."""
 
@@ -98,5 +108,7 @@ class ModelSpec:
     quantization: str | None = None
     kv_cache_quantized: bool = False
     is_moe: bool = False
+    moe: MoeShape | None = None
+    multimodal: bool = False  # vLLM profiles the vision encoder too
     max_new_tokens: int | None = None
     facts_source: str = ""

@@ -182,6 +182,14 @@ def stage_weights(spec: ModelSpec, stage: int, pp: int, layers_in_stage: int) ->
     return share + (w.embedding_bytes if stage == 0 else 0) + (w.lm_head_bytes if stage == pp - 1 else 0)
 
 
+def rope_cache_bytes(spec: ModelSpec, dtype: str) -> int:
+    """The rotary cos/sin cache every rank holds whole: max_position x rotary dim in the model dtype."""
+    attention = [layer for layer in spec.layers if layer.kind in ("full", "sliding", "chunked")]
+    rotary = attention[0].head_size if attention else 64  # MLA rotates qk_rope_head_dim (64) dimensions
+    positions = int(spec.context.lengths.get("max_position_embeddings", 0))
+    return positions * rotary * DTYPE_BYTES[dtype]
+
+
 def stage_budgets(
     spec: ModelSpec,
     inv: GpuInventory,
@@ -204,24 +212,32 @@ def stage_budgets(
     for s, layer_range in enumerate(kv.split_layers(len(spec.layers), pp)):
         on_stage = {page_of_layer[i] for i in layer_range if i in page_of_layer}
         bpb = kv.bytes_per_block(groups, on_stage if pp > 1 else None)
-        weights = stage_weights(spec, s, pp, len(layer_range)) // tp
+        weights = memory.rank_weights(stage_weights(spec, s, pp, len(layer_range)), rope_cache_bytes(spec, dtype), tp)
         if req.kv_cache_memory_bytes is not None:
             budget = memory.StageMemory(s, requested, weights, 0, 0, 0, req.kv_cache_memory_bytes, True)
         else:
-            non_torch = memory.non_torch_bytes(tp, pp, inv.device, rules.profiles_tp_buffers)
+            non_torch = memory.non_torch_bytes(tp, pp, inv.device, rules, spec.hidden_size)
             act = 0
             if on_gpu:  # the CPU worker's budget is its measured footprint (weights + runtime), no profile run
-                act = memory.activation_bytes(
+                shape = memory.ProfileShape(
                     vocab=spec.vocab_size,
                     hidden=spec.hidden_size,
                     intermediate=spec.intermediate_size,
                     dtype_bytes=DTYPE_BYTES[dtype],
-                    max_num_batched_tokens=tokens,
-                    max_num_seqs=seqs,
+                    tokens=tokens,
+                    seqs=seqs,
                     tp=tp,
-                    samples=s == pp - 1,
+                    first_stage=s == 0,
+                    last_stage=s == pp - 1,
+                    moe=spec.moe,
+                    moe_modular=spec.quantization != "mxfp4",  # mxfp4 experts run monolithic kernels without the workspace
+                    multimodal=spec.multimodal,
+                    gpu_name=inv.name,
                 )
-            graphs = memory.cudagraph_bytes(spec.is_moe, seqs, on_gpu and rules.subtracts_cudagraph_memory and not req.enforce_eager)
+                act = memory.activation_bytes(shape, rules)
+            graphs = memory.cudagraph_bytes(
+                spec.is_moe, len(layer_range), seqs, on_gpu and rules.subtracts_cudagraph_memory and not req.enforce_eager
+            )
             avail = requested - weights - non_torch - act - graphs
             budget = memory.StageMemory(s, requested, weights, non_torch, act, graphs, avail, False)
         out.append((budget, bpb, budget.kv_available // bpb if bpb and budget.kv_available > 0 else 0))

@@ -35,6 +35,24 @@ class VersionRules:
     profiles_tp_buffers: bool
     # 0.32 clamps max_tokens to what is left of the context; older releases rejected prompt+max_tokens > L.
     clamps_max_tokens: bool
+    # How the profile run's sampler warm-up filters top-k/top-p over one logits row per profiled sequence, which sets
+    # its memory peak: "sort" for the V0 engine (the default before 0.8; its sampler uses FlashInfer only with
+    # VLLM_USE_FLASHINFER_SAMPLER=1, 0.7.3 v1/sample/ops/topk_topp_sampler.py comment) and again from 0.11 (0.12 made
+    # FlashInfer sampling opt-in, apply_top_k_top_p sorts the vocabulary; 0.11's image measured the same,
+    # llm-d-benchmark empirical-vllm-memory-results.md); "flashinfer" for V1 0.8-0.10 with FlashInfer installed, as
+    # the official images have it (0.10.1.1 TopKTopPSampler.__init__; logged "Using FlashInfer for top-p & top-k
+    # sampling"); "triton" from 0.17 (apply_top_k_top_p_triton, v1/sample/ops/topk_topp_triton.py, filters in place).
+    sampler: str = "triton"
+    # Fused-MoE scratch buffers come from the persistent WorkspaceManager from 0.13 (v1/worker/workspace.py;
+    # model_executor/layers/fused_moe/modular_kernel.py _allocate_buffers), so they are still held during the sampler
+    # warm-up; before, fused_experts allocated them per call.
+    moe_workspace_persists: bool = True
+    # Non-torch memory a single-GPU profile run adds (library workspaces), as logged: 0.13 GiB on 0.10-0.17
+    # (llm-d-benchmark 0.11 H100; llm-d-planner version sweep 0.15-0.17), 0.25 GiB from 0.18 (same sweep, 0.18 and 0.19).
+    non_torch_gib: float = 0.25
+    # What tensor parallelism adds to it while NCCL/custom all-reduce buffers are not profiled (profiles_tp_buffers
+    # False): 0.12 GiB at TP=2 on 0.10.1.1 (tests/data/observations.json obs003/obs004), 0.42 GiB on 0.11 (obs238).
+    tp_non_torch_gib: float = 0.0
 
     @property
     def label(self) -> str:
@@ -50,4 +68,8 @@ def rules_for(version: str | None) -> VersionRules:
         yarn_scales_max_len=v < (0, 32, 0),
         profiles_tp_buffers=v >= (0, 19, 0),
         clamps_max_tokens=v >= (0, 32, 0),
+        sampler="triton" if v >= (0, 17, 0) else "flashinfer" if (0, 8, 0) <= v < (0, 11, 0) else "sort",
+        moe_workspace_persists=v >= (0, 13, 0),
+        non_torch_gib=0.25 if v >= (0, 18, 0) else 0.13,
+        tp_non_torch_gib=0.0 if v >= (0, 19, 0) else 0.42 if v >= (0, 11, 0) else 0.12,
     )
