@@ -60,8 +60,8 @@ def evaluate(
     else:
         per_worker = [_local_groups(pages, w, rules) for w in workers]
         model_groups = per_worker[0]
-    bpbs = [_bytes_per_block(groups, w, rules) for groups, w in zip(per_worker, workers)]
-    blocks = [w.available // bpb if bpb and w.available > 0 else 0 for w, bpb in zip(workers, bpbs)]
+    bpbs = [_bytes_per_block(groups, w, rules) for groups, w in zip(per_worker, workers, strict=True)]
+    blocks = [w.available // bpb if bpb and w.available > 0 else 0 for w, bpb in zip(workers, bpbs, strict=True)]
     num_blocks = min(blocks)
     worst = blocks.index(num_blocks)
 
@@ -81,7 +81,7 @@ def evaluate(
             est = _largest_fitting(need, usable, max_model_len)
             estimate = est if estimate is None else min(estimate, est)
 
-    reports = [_report(groups, n, max_model_len, inflight, rules) for groups, n in zip(per_worker, blocks)]
+    reports = [_report(groups, n, max_model_len, inflight, rules) for groups, n in zip(per_worker, blocks, strict=True)]
     if rules.kv_report_per_worker:
         tokens = min(r[0] for r in reports)
         concurrency = min(r[1] for r in reports)
@@ -124,10 +124,8 @@ def _report(groups: list[kv.KVGroup], num_blocks: int, length: int, inflight: in
     else:
         request = kv.request_blocks(groups, length, inflight)
         concurrency = num_blocks / request if request else 0.0
-    if rules.kv_tokens_report == "blocks_per_group":
-        tokens = num_blocks // len(groups) * block_size
-    else:
-        tokens = int(concurrency * length)
+    blocks_per_group = rules.kv_tokens_report == "blocks_per_group"
+    tokens = num_blocks // len(groups) * block_size if blocks_per_group else int(concurrency * length)
     return tokens, concurrency, request
 
 
@@ -151,7 +149,7 @@ def _checks(
         everything = frozenset(range(len(pages)))
         return [(min(w.available for w in workers), _group_need(model_groups, everything, inflight, rules))]
     out = []
-    for groups, w, bpb in zip(per_worker, workers, bpbs):
+    for groups, w, bpb in zip(per_worker, workers, bpbs, strict=True):
         usable = w.available - bpb if rules.fit_reserves_null_block else w.available
         out.append((usable, _group_need(groups, w.layers, inflight, rules)))
     return out
@@ -200,7 +198,7 @@ def _v0(pages: list[kv.LayerPage], workers: list[Worker], length: int, rules: Ve
     blocks = available // (all attention layers' pages); fits iff max_model_len <= blocks x block_size (the blocks
     of one of the pp virtual engines from 0.8)."""
     bpbs = [sum(pages[i].page_bytes for i in w.layers if pages[i].kind != "mamba") for w in workers]  # states live elsewhere
-    blocks = [max(w.available // bpb, 0) if bpb else 0 for w, bpb in zip(workers, bpbs)]
+    blocks = [max(w.available // bpb, 0) if bpb else 0 for w, bpb in zip(workers, bpbs, strict=True)]
     num_blocks = min(blocks)
     worst = blocks.index(num_blocks)
     attention = [i for i, p in enumerate(pages) if p.kind != "mamba"]

@@ -90,6 +90,7 @@ def layer_pages(
     prefix_caching: bool,
     hybrid_allocator: bool,
     rules: VersionRules | None = None,
+    architecture: str = "",
 ) -> tuple[list[LayerPage], int]:
     """Per-layer specs for one TP rank (before PP split), and the block size actually used.
 
@@ -118,7 +119,8 @@ def layer_pages(
     for layer in kv_layers:
         if layer.kind == "mamba":
             assert layer.mamba is not None
-            pages.append(LayerPage("mamba", block_size, state_bytes, None, mamba_blocks(layer.mamba, prefix_caching, rules)))
+            mode = mamba_cache_mode(rules, prefix_caching, architecture)
+            pages.append(LayerPage("mamba", block_size, state_bytes, None, mamba_blocks(layer.mamba, mode, rules)))
             continue
         per_token = attention_bytes_per_token(layer, tp, elem, kv_cache_dtype)
         kind = spec_kind(layer.kind, rules)
@@ -139,11 +141,29 @@ def spec_kind(kind: str, rules: VersionRules) -> str:
     return kind
 
 
-def mamba_blocks(state: MambaState, prefix_caching: bool, rules: VersionRules) -> int:
-    """State blocks one request holds: 1, or with prefix caching ("align" mode) 2 plus the checkpoint blocks."""
-    if not (prefix_caching and rules.mamba_align_mode):
-        return 1
-    return state.align_blocks if rules.mamba_checkpoint_blocks else 2
+# LayerPage.mamba_blocks of a Mamba layer that keeps a state per block of the context (mamba_cache_mode "all").
+MAMBA_PER_BLOCK = -1
+
+
+def mamba_cache_mode(rules: VersionRules, prefix_caching: bool, architecture: str) -> str:
+    """vLLM's mamba_cache_mode for this model: "none" (one state), "align" or "all" (one state per block)."""
+    if not prefix_caching or rules.mamba_cache_policy == "one":
+        return "none"
+    supported = architecture in rules.mamba_prefix_caching_architectures
+    if rules.mamba_cache_policy == "per_block_if_supported":
+        return "all" if supported else "none"  # unsupported models run with prefix caching off
+    if rules.mamba_cache_policy == "all_if_supported_else_align":
+        return "all" if supported else "align"
+    return "align"
+
+
+def mamba_blocks(state: MambaState, mode: str, rules: VersionRules) -> int:
+    """State blocks one request holds: 1; 2 plus the checkpoint blocks ("align"); or one per block ("all")."""
+    if mode == "all":
+        return MAMBA_PER_BLOCK
+    if mode == "align":
+        return state.align_blocks if rules.mamba_checkpoint_blocks else 2
+    return 1
 
 
 def promote_to_full(pages: list[LayerPage]) -> list[LayerPage]:
@@ -228,6 +248,8 @@ def blocks_per_request(group: KVGroup, max_model_len: int, inflight: int) -> int
     if spec.kind == "chunked":
         assert spec.window is not None
         return cdiv(min(spec.window + inflight, max_model_len), spec.block_size)
+    if spec.mamba_blocks == MAMBA_PER_BLOCK:
+        return cdiv(max_model_len, spec.block_size)
     return spec.mamba_blocks
 
 

@@ -122,7 +122,9 @@ class Plan:
         return self.memory.weights
 
 
-def batch_defaults(inv: GpuInventory, world: int, max_model_len: int, req: Requirements, rules: VersionRules, engine: str) -> tuple[int, int]:
+def batch_defaults(
+    inv: GpuInventory, world: int, max_model_len: int, req: Requirements, rules: VersionRules, engine: str
+) -> tuple[int, int]:
     """vLLM's default max_num_batched_tokens / max_num_seqs for `vllm serve` (versions.batch_defaults rows),
     then the caps the release applies to defaulted values."""
     rows = rules.batch_defaults
@@ -313,6 +315,7 @@ def make_plan(spec: ModelSpec, inv: GpuInventory, req: Requirements) -> Plan:
         prefix_caching=req.enable_prefix_caching,
         hybrid_allocator=True,
         rules=rules,
+        architecture=spec.architecture,
     )
     if choice.engine == "v0":
         raw_pages = v0_pages(raw_pages, rules)
@@ -334,7 +337,8 @@ def make_plan(spec: ModelSpec, inv: GpuInventory, req: Requirements) -> Plan:
     except kv.UnsupportedLayout as exc:
         raise PlanError(f"{exc}: {spec.name} does not start on vLLM {rules.release}") from exc
     stages = stage_budgets(spec, inv, req, rules, groups, requested, dtype, tokens, seqs)
-    workers = [capacity.Worker(layers, budget.kv_available) for layers, (budget, _, _) in zip(stage_kv_layers(spec, pp, rules), stages)]
+    stage_layers = stage_kv_layers(spec, pp, rules)
+    workers = [capacity.Worker(layers, budget.kv_available) for layers, (budget, _, _) in zip(stage_layers, stages, strict=True)]
     try:
         cap = capacity.evaluate(pages, raw_pages, workers, length, inflight, rules, choice.engine)
     except kv.UnsupportedLayout as exc:

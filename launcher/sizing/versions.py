@@ -216,10 +216,27 @@ TABLE: dict[str, tuple[Since, ...]] = {
         Since("0.29", "default", "0.29.0 vllm/config/vllm.py:VllmConfig.use_v2_model_runner:645"),
     ),
     # ---- Mamba / linear attention --------------------------------------------------------------------------------
-    # State blocks a request holds: one ("none"), or with prefix caching two plus the checkpoint blocks ("align").
-    "mamba_align_mode": (
-        Since("0.6", False, "0.16.0 vllm/v1/kv_cache_interface.py:MambaSpec.max_memory_usage_bytes:293"),
-        Since("0.17", True, "0.17.1 vllm/v1/kv_cache_interface.py:MambaSpec.max_memory_usage_bytes:297"),
+    # State blocks a request holds, with prefix caching on (the default). "one": a single state block;
+    # "per_block_if_supported": models with Mamba prefix caching keep a state per block of the context, the others
+    # run with prefix caching off (one block); "all_if_supported_else_align": mamba_cache_mode "all" (a state per
+    # block) for those models, "align" (two, plus checkpoint blocks) for the rest; "align": every model.
+    "mamba_cache_policy": (
+        Since("0.6", "one", "0.10.2 vllm/v1/kv_cache_interface.py:MambaSpec.max_memory_usage_bytes (page_size_bytes)"),
+        Since("0.11", "per_block_if_supported", "0.11.2 vllm/model_executor/models/config.py:MambaModelConfig:291-305; "
+                                                "vllm/v1/kv_cache_interface.py:MambaSpec.max_memory_usage_bytes"),
+        Since("0.15", "all_if_supported_else_align", "0.15.1 vllm/model_executor/models/config.py:MambaModelConfig:335"),
+        Since("0.28", "align", "0.28.0 vllm/model_executor/models/config.py:MambaModelConfig:604"),
+    ),
+    # Architectures implementing SupportsMambaPrefixCaching (vllm/model_executor/models/*.py).
+    "mamba_prefix_caching_architectures": (
+        Since("0.6", (), "no Mamba prefix caching before 0.11"),
+        Since("0.11", ("BambaForCausalLM", "FalconH1ForCausalLM", "GraniteMoeHybridForCausalLM", "JambaForCausalLM",
+                       "Mamba2ForCausalLM", "MambaForCausalLM", "NemotronHForCausalLM", "Zamba2ForCausalLM"),
+              "0.11.2 vllm/model_executor/models/{bamba,falcon_h1,granitemoehybrid,jamba,mamba,mamba2,nemotron_h,zamba2}.py"),
+        Since("0.26", ("FalconH1ForCausalLM", "GraniteMoeHybridForCausalLM", "JambaForCausalLM", "Mamba2ForCausalLM",
+                       "MambaForCausalLM", "NemotronHForCausalLM", "Zamba2ForCausalLM"),
+              "0.26.0 vllm/model_executor/models/*.py (bamba.py no longer declares it)"),
+        Since("0.33", ("Mamba2ForCausalLM", "MambaForCausalLM"), "0.33.0 vllm/model_executor/models/{mamba,mamba2}.py"),
     ),
     "mamba_checkpoint_blocks": (
         Since("0.6", False, "0.28.0 vllm/v1/kv_cache_interface.py:MambaSpec: no prefill checkpoint blocks"),
@@ -227,7 +244,7 @@ TABLE: dict[str, tuple[Since, ...]] = {
     ),
     # ---- defaults ---------------------------------------------------------------------------------------------------
     "default_gpu_memory_utilization": (
-        Since("0.6", 0.9, "0.6.6.post1 vllm/config.py:CacheConfig:121"),
+        Since("0.6", 0.9, "0.6.6.post1 vllm/engine/arg_utils.py:EngineArgs:121"),
         Since("0.20", 0.92, "0.20.2 vllm/config/cache.py:66 (0.19.1 :41 was 0.9)"),
     ),
     # (tokens, seqs) for `vllm serve`, first matching row: "v0" = V0 scheduler defaults (below); else rows of
@@ -375,7 +392,8 @@ class VersionRules:
     sliding_window_spec: bool
     inflight_term: str
     v2_model_runner: str
-    mamba_align_mode: bool
+    mamba_cache_policy: str
+    mamba_prefix_caching_architectures: tuple[str, ...]
     mamba_checkpoint_blocks: bool
     default_gpu_memory_utilization: float
     batch_defaults: Any

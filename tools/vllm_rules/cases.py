@@ -150,7 +150,9 @@ def describe(config: dict, spec: ModelSpec, plan: Plan, req: Requirements, rules
         prefix_caching=req.enable_prefix_caching,
         hybrid_allocator=True,
         rules=rules,
+        architecture=spec.architecture,
     )
+    mode = kv.mamba_cache_mode(rules, req.enable_prefix_caching, spec.architecture)
     padded = max((p.page_bytes for p in pages if p.kind == "mamba"), default=None)
     layers: list[dict | None] = []
     for i, layer in enumerate(spec.layers):
@@ -166,6 +168,10 @@ def describe(config: dict, spec: ModelSpec, plan: Plan, req: Requirements, rules
             entry["mamba_dtype_bytes"] = [kv.KV_DTYPE_BYTES[dtype]] * 2
             entry["page_size_padded"] = padded
             entry["checkpoint_blocks"] = m.align_blocks - 2
+            if rules.mamba_cache_policy == "per_block_if_supported":
+                # 0.11-0.14: the Mamba spec's block size is mamba_block_size: the attention block size when the
+                # model keeps a state per block, else max_model_len (one block) (models/config.py MambaModelConfig)
+                entry["block_size"] = plan.block_size if mode == "all" else plan.max_model_len
         else:
             entry["kv_heads"] = 1 if kind == "mla" else max(1, layer.kv_heads // tp)
             entry["head_size"] = layer.head_size
@@ -176,7 +182,7 @@ def describe(config: dict, spec: ModelSpec, plan: Plan, req: Requirements, rules
         stage_layers = [layers[i] for i in stage if layers[i] is not None]
         workers.extend([stage_layers] * tp)
     return base | {
-        "mamba_cache_mode": "align" if req.enable_prefix_caching and rules.mamba_align_mode else "none",
+        "mamba_cache_mode": mode,
         "disable_hybrid": plan.hybrid_allocator_disabled,
         "workers": workers,
     }

@@ -78,9 +78,7 @@ def run(release: str, src_root: Path, python: Path) -> dict:
     if not (src / "vllm").is_dir():
         raise SystemExit(f"{src} is missing: extract it first with /work/wt/fetch_vllm_src.sh {release}")
     records, inputs = build(release, src)
-    result = subprocess.run(
-        [str(python), str(RUNNER), str(src)], input=json.dumps(inputs), capture_output=True, text=True, timeout=1800
-    )
+    result = subprocess.run([str(python), str(RUNNER), str(src)], input=json.dumps(inputs), capture_output=True, text=True, timeout=1800)
     if result.returncode != 0:
         raise SystemExit(f"vLLM {release}: the runner failed:\n{result.stderr[-4000:]}")
     output = json.loads(result.stdout.strip().splitlines()[-1])

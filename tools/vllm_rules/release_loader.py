@@ -126,6 +126,10 @@ class FakeCudaPlatform:
     def register_custom_kv_cache_specs(self, vllm_config) -> None:
         """A no-op on CUDA (0.32.0 vllm/platforms/interface.py:1128, not overridden in cuda.py)."""
 
+    def get_kv_cache_config_builder_cls(self, vllm_config) -> str:
+        """CUDA keeps the default builder (0.33.0 vllm/platforms/interface.py:1474, not overridden in cuda.py)."""
+        return "vllm.v1.core.kv_cache_planning.DefaultKVCacheConfigBuilder"
+
     def __getattr__(self, name):
         raise StubUsed(f"current_platform.{name} is not modelled by the loader")
 
@@ -223,9 +227,7 @@ class Loader(importlib.abc.MetaPathFinder, importlib.abc.Loader):
 
     def report(self) -> dict:
         return {
-            "stubbed_by_design": sorted(
-                {n for n in sys.modules if isinstance(sys.modules[n], StubModule) and n not in self.failed}
-            ),
+            "stubbed_by_design": sorted({n for n in sys.modules if isinstance(sys.modules[n], StubModule) and n not in self.failed}),
             "stubbed_after_import_error": dict(sorted(self.failed.items())),
             "stub_attributes_touched": {k: sorted(v) for k, v in sorted(self.stub_attrs.items())},
             "logger": "vllm.logger replaced by a capturing logger",

@@ -67,7 +67,7 @@ def make_spec(ki, layer: dict, case: dict):
     if kind == "mamba":
         cls = ki.MambaSpec
         fields = {
-            "block_size": case["block_size"],
+            "block_size": layer.get("block_size", case["block_size"]),
             "shapes": tuple(tuple(s) for s in layer["mamba_shapes"]),
             "dtypes": tuple(DTYPES[b] for b in layer["mamba_dtype_bytes"]),
             "dtype": DTYPES[layer["mamba_dtype_bytes"][0]],  # 0.9's single-dtype MambaSpec
@@ -133,6 +133,8 @@ def vllm_config(case: dict, src: Path) -> NS:
     use_mla = any(layer["kind"] == "mla" for worker in case["workers"] for layer in worker)
     model = NS(**release_defaults(src, "model", "ModelConfig"))
     model.__dict__.update(max_model_len=case["max_model_len"], original_max_model_len=case["max_model_len"], use_mla=use_mla)
+    # 0.33: only models implementing SupportsKVCacheGrouping (DeepSeek-V4) group themselves; none of the cases do.
+    model.supports_kv_cache_grouping = False
     parallel = NS(**release_defaults(src, "parallel", "ParallelConfig"))
     parallel.__dict__.update(
         tensor_parallel_size=case["tp"],
@@ -194,10 +196,13 @@ def run_v1(mods: dict, case: dict, src: Path, messages: list[str]) -> dict:
     out: dict = {"fits": True, "estimate": None, "error": None}
     del messages[:]
     try:
-        if hasattr(api, "get_kv_cache_configs"):
+        if hasattr(api, "get_global_kv_cache_groups"):  # 0.33: the engine core groups first, then configures
+            groups = api.get_global_kv_cache_groups(cfg, workers)
+            configs = api.get_kv_cache_configs(cfg, workers, available, groups)
+        elif hasattr(api, "get_kv_cache_configs"):
             configs = api.get_kv_cache_configs(cfg, workers, available)
         else:
-            configs = [api.get_kv_cache_config(cfg, spec, mem) for spec, mem in zip(workers, available)]
+            configs = [api.get_kv_cache_config(cfg, spec, mem) for spec, mem in zip(workers, available, strict=True)]
             # 0.8-0.10 log each worker's own numbers before the block counts are unified.
             if hasattr(api, "get_max_concurrency_for_kv_cache_config"):
                 out["worker_concurrency"] = [api.get_max_concurrency_for_kv_cache_config(cfg, c) for c in configs]
@@ -311,7 +316,7 @@ def run_v0(src: Path, case: dict, messages: list[str]) -> dict:
     for rank in range(case["tp"] * case["pp"]):
         parallel = NS(tensor_parallel_size=case["tp"], pipeline_parallel_size=case["pp"], rank=rank)
         sizes.append(block_size_fn(cache, model, parallel))
-    blocks = [int(mem // size) for mem, size in zip(case["available"], sizes)]  # worker.determine_num_available_blocks
+    blocks = [int(mem // size) for mem, size in zip(case["available"], sizes, strict=True)]  # worker.determine_num_available_blocks
     num_blocks = max(min(blocks), 0)  # the executor takes the minimum over workers
     out = {"cache_block_size": sizes, "num_blocks": num_blocks, "fits": True, "estimate": None, "error": None}
     arguments = [num_blocks, case["block_size"], False, case["max_model_len"], case["pp"]]
@@ -330,7 +335,10 @@ def run_v0(src: Path, case: dict, messages: list[str]) -> dict:
     del messages[:]
     platform = release_loader.FakeCudaPlatform()
     init = extract_functions(
-        executor, _owner_of(executor, "initialize_cache"), {"initialize_cache"}, {"logger": logger, "vllm": NS(platforms=NS(current_platform=platform))}
+        executor,
+        _owner_of(executor, "initialize_cache"),
+        {"initialize_cache"},
+        {"logger": logger, "vllm": NS(platforms=NS(current_platform=platform))},
     )
     fake = NS(
         cache_config=NS(block_size=case["block_size"], num_gpu_blocks=None, num_cpu_blocks=None),
@@ -384,7 +392,12 @@ class _AttrDict(dict):
     """HF configs are read both as attributes and as mappings (`"kv_n_heads" in attn_config`), with the aliases of
     transformers' `PretrainedConfig.attribute_map` for the GPT-2 style names (GPTBigCodeConfig, GPT2Config)."""
 
-    ALIASES = {"hidden_size": "n_embd", "num_attention_heads": "n_head", "num_hidden_layers": "n_layer", "max_position_embeddings": "n_positions"}
+    ALIASES = {
+        "hidden_size": "n_embd",
+        "num_attention_heads": "n_head",
+        "num_hidden_layers": "n_layer",
+        "max_position_embeddings": "n_positions",
+    }
 
     def __getattr__(self, name):
         if name in self:
@@ -405,7 +418,7 @@ def main() -> int:
         if (src / "vllm" / "v1" / "core" / "kv_cache_planning.py").is_file():
             names.append("vllm.v1.core.kv_cache_planning")
         loader, loaded = release_loader.load(src, *names)
-        mods = dict(zip(names, loaded))
+        mods = dict(zip(names, loaded, strict=True))
     messages = loader.messages if loader else []
     for case in cases:
         try:
