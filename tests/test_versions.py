@@ -241,3 +241,11 @@ def test_v0_plans_say_so():
 def test_mla_before_0_7_is_refused_clearly():
     with pytest.raises(PlanError, match="predates MLA"):
         _plan(mc.catalog("deepseek-ai/DeepSeek-V2-Lite"), "0.6.6", max_model_len=8192)
+
+
+def test_kv_cache_memory_bytes_flag_exists_from_0_10():
+    config = mc.catalog("meta-llama/Llama-3.1-8B-Instruct")
+    old = _plan(config, "0.9.2", max_model_len=8192, kv_cache_memory_bytes=20 * GiB)
+    new = _plan(config, "0.10.2", max_model_len=8192, kv_cache_memory_bytes=20 * GiB)
+    assert any("no --kv-cache-memory-bytes" in p for p in old.problems)
+    assert new.fits

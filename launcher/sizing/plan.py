@@ -359,6 +359,10 @@ def make_plan(spec: ModelSpec, inv: GpuInventory, req: Requirements) -> Plan:
     elif concurrency < req.min_concurrency:
         problems.append(f"maximum concurrency {concurrency:.2f} is below the requested --min-concurrency {req.min_concurrency:g}.")
 
+    if req.kv_cache_memory_bytes is not None and not rules.kv_cache_memory_bytes_flag and inv.device != "cpu":
+        problems.append(
+            f"vLLM {rules.release} has no --kv-cache-memory-bytes (added in 0.10); size the KV cache with --gpu-memory-utilization instead."
+        )
     # vLLM's start-up check of free memory against the budget: always on GPUs, on CPU only without an explicit KV size.
     if requested > free and (inv.device != "cpu" or req.kv_cache_memory_bytes is None):
         holders = ", ".join(f"pid {p.pid} ({p.name or '?'}) {p.used_bytes / GiB:.2f} GiB" for g in inv.gpus for p in g.processes)

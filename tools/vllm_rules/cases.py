@@ -154,13 +154,14 @@ def describe(config: dict, spec: ModelSpec, plan: Plan, req: Requirements, rules
     )
     mode = kv.mamba_cache_mode(rules, req.enable_prefix_caching, spec.architecture)
     padded = max((p.page_bytes for p in pages if p.kind == "mamba"), default=None)
-    layers: list[dict | None] = []
+    specs: list[dict] = []  # the distinct layer specs; a stage lists (layer index, spec index) pairs
+    layers: list[tuple[int, int] | None] = []
     for i, layer in enumerate(spec.layers):
         if layer.kind == "shared":
             layers.append(None)
             continue
         kind = kv.spec_kind(layer.kind, rules)
-        entry: dict = {"name": f"layers.{i}", "kind": kind, "dtype_bytes": elem}
+        entry: dict = {"kind": kind, "dtype_bytes": elem}
         if kind == "mamba":
             m = layer.mamba
             assert m is not None
@@ -176,15 +177,15 @@ def describe(config: dict, spec: ModelSpec, plan: Plan, req: Requirements, rules
             entry["kv_heads"] = 1 if kind == "mla" else max(1, layer.kv_heads // tp)
             entry["head_size"] = layer.head_size
             entry["window"] = layer.window if kind in ("sliding", "chunked") else None
-        layers.append(entry)
-    workers = []
-    for stage in kv.split_layers(len(spec.layers), pp, rules):
-        stage_layers = [layers[i] for i in stage if layers[i] is not None]
-        workers.extend([stage_layers] * tp)
+        if entry not in specs:
+            specs.append(entry)
+        layers.append((i, specs.index(entry)))
+    stages = [[list(layers[i]) for i in stage if layers[i] is not None] for stage in kv.split_layers(len(spec.layers), pp, rules)]
     return base | {
         "mamba_cache_mode": mode,
         "disable_hybrid": plan.hybrid_allocator_disabled,
-        "workers": workers,
+        "layer_specs": specs,
+        "stages": stages,  # each stage runs on tp workers with the same specs
     }
 
 

@@ -99,6 +99,13 @@ def run(release: str, src_root: Path, python: Path) -> dict:
     }
 
 
+def _dump(table: dict) -> str:
+    """Compact JSON with one case per line (diff-friendly, a few hundred KB per release)."""
+    head = json.dumps({k: v for k, v in table.items() if k != "cases"}, separators=(",", ":"))
+    cases = ",\n".join(json.dumps(case, separators=(",", ":")) for case in table["cases"])
+    return head[:-1] + ',"cases":[\n' + cases + "\n]}\n"
+
+
 def _registry(src: Path) -> str:
     return (src / "vllm" / "model_executor" / "models" / "registry.py").read_text()
 
@@ -113,7 +120,7 @@ def main() -> int:
     for release in args.releases or list(RELEASES.values()):
         table = run(release, args.src_root, args.python)
         path = OUT / f"{release}.json"
-        path.write_text(json.dumps(table, indent=1, sort_keys=False) + "\n")
+        path.write_text(_dump(table))
         unsupported = sum(1 for c in table["cases"] if "unsupported" in c.get("vllm", {}))
         print(f"{release}: {len(table['cases'])} cases, {unsupported} the release cannot size -> {path.relative_to(golden_cases.ROOT)}")
     return 0

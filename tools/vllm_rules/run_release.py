@@ -130,7 +130,7 @@ def release_defaults(src: Path, module: str, cls: str) -> dict:
 
 def vllm_config(case: dict, src: Path) -> NS:
     """The config the KV functions read: the release's own class defaults, with the case's values on top."""
-    use_mla = any(layer["kind"] == "mla" for worker in case["workers"] for layer in worker)
+    use_mla = any(layer["kind"] == "mla" for layer in case["layer_specs"])
     model = NS(**release_defaults(src, "model", "ModelConfig"))
     model.__dict__.update(max_model_len=case["max_model_len"], original_max_model_len=case["max_model_len"], use_mla=use_mla)
     # 0.33: only models implementing SupportsKVCacheGrouping (DeepSeek-V4) group themselves; none of the cases do.
@@ -191,7 +191,11 @@ def run_v1(mods: dict, case: dict, src: Path, messages: list[str]) -> dict:
     planning = mods.get("vllm.v1.core.kv_cache_planning")
     api = types.SimpleNamespace(**{**vars(ku), **(vars(planning) if planning else {})})
     cfg = vllm_config(case, src)
-    workers = [{layer["name"]: make_spec(ki, layer, case) for layer in worker} for worker in case["workers"]]
+    workers = [
+        {f"layers.{index}": make_spec(ki, case["layer_specs"][spec], case) for index, spec in stage}
+        for stage in case["stages"]
+        for _ in range(case["tp"])
+    ]
     available = list(case["available"])
     out: dict = {"fits": True, "estimate": None, "error": None}
     del messages[:]
