@@ -357,8 +357,10 @@ TABLE: dict[str, tuple[Since, ...]] = {
     ),
     # ---- request checks -------------------------------------------------------------------------------------------
     "clamps_max_tokens": (
-        Since("0.6", False, "older releases reject prompt + max_tokens > max_model_len"),
-        Since("0.32", True, "0.32.0 vllm/entrypoints/serve/utils/api_utils.py:get_max_tokens"),
+        Since("0.6", False, "0.10.2 vllm/entrypoints/openai/serving_engine.py:649; 0.31.0 vllm/renderers/params.py:500 "
+                            "(prompt + max_tokens > max_model_len is rejected)"),
+        Since("0.32", True, "0.32.0 vllm/renderers/params.py:531 (only the prompt is checked); "
+                            "vllm/entrypoints/serve/utils/api_utils.py:get_max_tokens clamps"),
     ),
 }
 # fmt: on
