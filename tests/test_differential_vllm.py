@@ -20,8 +20,10 @@ from launcher.model.config import spec_from_config
 from launcher.model.spec import ModelSpec
 from launcher.sizing import kv
 from launcher.sizing.plan import Requirements, make_plan
+from launcher.sizing.versions import rules_for
 
 ORACLE = Path(__file__).resolve().parent / "oracle" / "vllm_kv_oracle.py"
+ORACLE_VERSION = "0.32.0"  # the vLLM CPU venv's release: the engine plans with its rules
 
 CASES = [
     # (name, config, max_model_len, KV GiB per GPU, extra requirements)
@@ -55,6 +57,7 @@ def oracle_case(spec: ModelSpec, plan, req: Requirements) -> dict:
     """The same layers as vLLM KVCacheSpecs (built from the model facts, not from the engine's page sizes)."""
     tp, pp = req.tensor_parallel_size, req.pipeline_parallel_size
     elem = kv.kv_elem_bytes(req.kv_cache_dtype, "bfloat16", False)
+    rules = rules_for(ORACLE_VERSION)
     layers = []
     for i, layer in enumerate(spec.layers):
         if layer.kind == "shared":
@@ -77,7 +80,7 @@ def oracle_case(spec: ModelSpec, plan, req: Requirements) -> dict:
             entry.update(mamba_shapes=[conv, ssm], mamba_dtype_bytes=[2, 2], checkpoint_blocks=m.align_blocks - 2)
         layers.append(entry)
     workers = []
-    for stage in kv.split_layers(len(spec.layers), pp):
+    for stage in kv.split_layers(len(spec.layers), pp, rules):
         stage_layers = [layers[i] for i in stage if layers[i] is not None]
         workers.extend([stage_layers] * tp)
     return {
@@ -86,7 +89,7 @@ def oracle_case(spec: ModelSpec, plan, req: Requirements) -> dict:
         "tp": tp,
         "pp": pp,
         "block_size": plan.block_size,
-        "mamba_cache_mode": "align" if req.enable_prefix_caching else "none",
+        "mamba_cache_mode": kv.mamba_cache_mode(rules, req.enable_prefix_caching, spec.architecture),
         "disable_hybrid": req.disable_hybrid_kv_cache_manager,
         "available": [req.kv_cache_memory_bytes] * len(workers),
         "workers": workers,
@@ -98,7 +101,9 @@ def compared(vllm_venv: Path) -> list[tuple[str, object, dict]]:
     planned, cases = [], []
     for name, config, length, gib, extra in CASES:
         spec = spec_from_config(config, name, weights_bytes=1, weights_source="test")
-        req = Requirements(max_model_len=length, kv_cache_memory_bytes=gib * GiB, allow_long_max_model_len=True, **extra)
+        req = Requirements(
+            max_model_len=length, kv_cache_memory_bytes=gib * GiB, allow_long_max_model_len=True, vllm_version=ORACLE_VERSION, **extra
+        )
         inv = inventory_from_size(80 * GiB, req.tensor_parallel_size * req.pipeline_parallel_size)
         plan = make_plan(spec, inv, req)
         planned.append((name, plan))

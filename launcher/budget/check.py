@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 from launcher.errors import UserError
 from launcher.http import Response, request
-from launcher.sizing.versions import parse_version
+from launcher.sizing.versions import rules_for
 
 
 @dataclass(frozen=True)
@@ -60,7 +60,7 @@ def read_server(url: str, model: str | None, api_key: str | None) -> ServerFacts
 def judge(facts: ServerFacts, prompt_tokens: int, max_tokens: int) -> Verdict:
     L, P, M = facts.max_model_len, prompt_tokens, max_tokens
     room = L - P - M
-    clamps = facts.version is not None and parse_version(facts.version) >= (0, 32, 0)
+    clamps = facts.version is not None and rules_for(facts.version).clamps_max_tokens
     if M > L:
         return Verdict(
             "rejected",

@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 
 from launcher.model.spec import LayerSpec, MambaState
+from launcher.sizing.versions import VersionRules, rules_for
 
 KV_DTYPE_BYTES = {
     "bfloat16": 2,
@@ -88,12 +89,17 @@ def layer_pages(
     ssm_elem: int,
     prefix_caching: bool,
     hybrid_allocator: bool,
+    rules: VersionRules | None = None,
+    architecture: str = "",
 ) -> tuple[list[LayerPage], int]:
     """Per-layer specs for one TP rank (before PP split), and the block size actually used.
 
     Hybrid Mamba models raise the attention block size so one attention page holds at least one
     Mamba state (`_align_hybrid_block_size`); this overrides a user --block-size, as in vLLM.
+    Layer kinds are the ones the release's model runner creates (`spec_kind`); without the hybrid allocator
+    a model mixing full with sliding/chunked layers is sized as all-full (`unify_hybrid_kv_cache_specs`).
     """
+    rules = rules or rules_for(None)
     kv_layers = [layer for layer in layers if layer.kind != "shared"]
     attn = [layer for layer in kv_layers if layer.kind != "mamba"]
     mambas = [layer for layer in kv_layers if layer.kind == "mamba"]
@@ -113,18 +119,59 @@ def layer_pages(
     for layer in kv_layers:
         if layer.kind == "mamba":
             assert layer.mamba is not None
-            blocks = layer.mamba.align_blocks if prefix_caching else 1
-            pages.append(LayerPage("mamba", block_size, state_bytes, None, blocks))
+            mode = mamba_cache_mode(rules, prefix_caching, architecture)
+            pages.append(LayerPage("mamba", block_size, state_bytes, None, mamba_blocks(layer.mamba, mode, rules)))
             continue
         per_token = attention_bytes_per_token(layer, tp, elem, kv_cache_dtype)
-        kind, window = layer.kind, layer.window
-        if kind in ("sliding", "chunked") and not hybrid_allocator:
-            kind, window = "full", None  # promoted: every layer stores the whole context
+        kind = spec_kind(layer.kind, rules)
+        window = layer.window if kind in ("sliding", "chunked") else None
         pages.append(LayerPage(kind, block_size, block_size * per_token, window))
+    if not hybrid_allocator:
+        pages = promote_to_full(pages)
     if mambas and attn:
         padded = max(p.page_bytes for p in pages if p.kind != "mamba")
         pages = [replace(p, page_bytes=max(p.page_bytes, padded)) if p.kind == "mamba" else p for p in pages]
     return pages, block_size
+
+
+def spec_kind(kind: str, rules: VersionRules) -> str:
+    """The spec kind the release's model runner gives a layer (older releases treat chunked layers as full)."""
+    if kind == "chunked" and not rules.chunked_local_spec or kind == "sliding" and not rules.sliding_window_spec:
+        return "full"
+    return kind
+
+
+# LayerPage.mamba_blocks of a Mamba layer that keeps a state per block of the context (mamba_cache_mode "all").
+MAMBA_PER_BLOCK = -1
+
+
+def mamba_cache_mode(rules: VersionRules, prefix_caching: bool, architecture: str) -> str:
+    """vLLM's mamba_cache_mode for this model: "none" (one state), "align" or "all" (one state per block)."""
+    if not prefix_caching or rules.mamba_cache_policy == "one":
+        return "none"
+    supported = architecture in rules.mamba_prefix_caching_architectures
+    if rules.mamba_cache_policy == "per_block_if_supported":
+        return "all" if supported else "none"  # unsupported models run with prefix caching off
+    if rules.mamba_cache_policy == "all_if_supported_else_align":
+        return "all" if supported else "align"
+    return "align"
+
+
+def mamba_blocks(state: MambaState, mode: str, rules: VersionRules) -> int:
+    """State blocks one request holds: 1; 2 plus the checkpoint blocks ("align"); or one per block ("all")."""
+    if mode == "all":
+        return MAMBA_PER_BLOCK
+    if mode == "align":
+        return state.align_blocks if rules.mamba_checkpoint_blocks else 2
+    return 1
+
+
+def promote_to_full(pages: list[LayerPage]) -> list[LayerPage]:
+    """Without the hybrid allocator, sliding/chunked layers of a model that also has full layers store the whole
+    context (`unify_hybrid_kv_cache_specs`); an all-sliding model keeps its windows."""
+    if not any(p.kind in ("full", "mla") for p in pages):
+        return pages
+    return [replace(p, kind="full", window=None) if p.kind in ("sliding", "chunked") else p for p in pages]
 
 
 def _unify_page_sizes(pages: list[LayerPage]) -> list[LayerPage]:
@@ -142,19 +189,31 @@ def _unify_page_sizes(pages: list[LayerPage]) -> list[LayerPage]:
     return out
 
 
-def kv_groups(pages: list[LayerPage]) -> list[KVGroup]:
+class UnsupportedLayout(ValueError):
+    """The release cannot size this mix of layers (vLLM raises NotImplementedError at start-up)."""
+
+
+def kv_groups(pages: list[LayerPage], rules: VersionRules | None = None) -> list[KVGroup]:
     """Group layers as vLLM's `get_kv_cache_groups` does (whole model, before PP projection)."""
+    rules = rules or rules_for(None)
     if not pages:
         return []
     if len({(p.kind, p.window, p.mamba_blocks) for p in pages}) == 1:
-        return [KVGroup(pages[0] if len({p.key for p in pages}) == 1 else _summed(pages), tuple(range(len(pages))))]
-    pages = _unify_page_sizes(pages)
+        if len({p.key for p in pages}) == 1:
+            return [KVGroup(pages[0], tuple(range(len(pages))))]
+        if not rules.merges_uneven_pages:
+            raise UnsupportedLayout(f"vLLM {rules.release} cannot size layers of one kind with different page sizes")
+        return [KVGroup(_summed(pages), tuple(range(len(pages))))]
+    if len({p.page_bytes for p in pages}) > 1:
+        if not rules.unifies_page_sizes:
+            raise UnsupportedLayout(f"vLLM {rules.release} cannot size layers of different kinds with different page sizes")
+        pages = _unify_page_sizes(pages)
     buckets: dict[tuple, list[int]] = {}
     for index, page in enumerate(pages):
         buckets.setdefault(page.key, []).append(index)
     sizes = [len(v) for v in buckets.values()]
     group_size = min(sizes)
-    if max(sizes) < min(sizes) * 1.5:
+    if max(sizes) < min(sizes) * rules.group_size_slack:
         group_size = max(sizes)
     groups = []
     for indices in buckets.values():
@@ -189,6 +248,8 @@ def blocks_per_request(group: KVGroup, max_model_len: int, inflight: int) -> int
     if spec.kind == "chunked":
         assert spec.window is not None
         return cdiv(min(spec.window + inflight, max_model_len), spec.block_size)
+    if spec.mamba_blocks == MAMBA_PER_BLOCK:
+        return cdiv(max_model_len, spec.block_size)
     return spec.mamba_blocks
 
 
@@ -215,11 +276,15 @@ def estimate_max_len(groups: list[KVGroup], bpb: int, avail: int, upper: int, in
     return best
 
 
-def split_layers(n_layers: int, pp: int) -> list[range]:
-    """vLLM's PP partition: n // pp each, the remainder one each to the stages before the last."""
+def split_layers(n_layers: int, pp: int, rules: VersionRules | None = None) -> list[range]:
+    """vLLM's PP partition (`get_pp_indices`): n // pp each, the remainder one each to the stages before the
+    last (0.8+), or all to the last stage (0.6, 0.7)."""
+    rules = rules or rules_for(None)
     base, rest = divmod(n_layers, pp)
     sizes = [base] * pp
-    for i in range(rest):
+    if rules.pp_remainder == "last":
+        sizes[-1] += rest
+    for i in range(rest if rules.pp_remainder == "before_last" else 0):
         sizes[pp - 2 - i if pp > 1 else 0] += 1
     out, start = [], 0
     for size in sizes:

@@ -7,15 +7,20 @@ from dataclasses import dataclass, field, replace
 from launcher.hardware import GiB, GpuInventory, GpuProcess
 from launcher.model.config import DTYPE_BYTES
 from launcher.model.spec import ModelSpec
-from launcher.sizing import kv, memory
+from launcher.sizing import capacity, kv, memory
 from launcher.sizing.context import ContextLimit, derive_context_limit
-from launcher.sizing.versions import VersionRules, rules_for
+from launcher.sizing.versions import (
+    VersionRules,
+    choose_engine,
+    compute_capability,
+    concurrent_batches,
+    rules_for,
+    uses_v2_model_runner,
+)
 
 DEFAULT_BUFFER = 1000
 AUTO = -1  # --max-model-len auto / -1: the longest length that holds --min-concurrency full-length requests
-CPU_BLOCK_SIZE = 128
-GPU_BLOCK_SIZE = 16
-MLA_BLOCK_SIZE = 64  # FLASHMLA (SM90 default after FLASH_ATTN_MLA, which also uses 64 in practice)
+GPU_BLOCK_SIZE = 16  # CacheConfig's default on CUDA in every release (FlashAttention/FlashInfer keep it)
 
 
 class PlanError(ValueError):
@@ -112,6 +117,10 @@ class Plan:
     working_command: tuple[str, ...] | None = None
     working_changes: tuple[str, ...] = ()  # what that command changes, in words
     notes: tuple[str, ...] = field(default_factory=tuple)
+    engine: str = "v1"  # the vLLM engine that serves it: "v1", or "v0" (releases before 0.8 and 0.8-0.10 fall-backs)
+    async_scheduling: bool = True
+    v2_model_runner: bool = False
+    hybrid_allocator_disabled: bool = False
 
     @property
     def kv_cache_memory_bytes(self) -> int:
@@ -122,21 +131,32 @@ class Plan:
         return self.memory.weights
 
 
-def batch_defaults(inv: GpuInventory, world: int, max_model_len: int, req: Requirements) -> tuple[int, int]:
-    """vLLM's `get_batch_defaults` for `vllm serve`, then the caps applied after it."""
+def batch_defaults(
+    inv: GpuInventory, world: int, max_model_len: int, req: Requirements, rules: VersionRules, engine: str
+) -> tuple[int, int]:
+    """vLLM's default max_num_batched_tokens / max_num_seqs for `vllm serve` (versions.batch_defaults rows),
+    then the caps the release applies to defaulted values."""
+    rows = rules.batch_defaults
+    if engine == "v0" or rows == "v0":
+        # V0 scheduler: 256 sequences; 2048 tokens with chunked prefill, which V0 turns on by itself only for
+        # contexts over 32K on CUDA (0.6.6.post1 vllm/engine/arg_utils.py:1081), else max(max_model_len, 2048).
+        seqs = req.max_num_seqs or 256
+        chunked = inv.device != "cpu" and max_model_len > 32768
+        return req.max_num_batched_tokens or (2048 if chunked else max(max_model_len, 2048)), seqs
     if inv.device == "cpu":
-        tokens, seqs = 2048 * world, 128 * world
+        cpu_tokens, cpu_seqs, scaled = rules.cpu_batch_defaults
+        factor = world if scaled else 1
+        tokens, seqs = (cpu_tokens or 2048) * factor, cpu_seqs * factor
     else:
         total_gib = inv.gpus[0].total_bytes / GiB
-        if total_gib >= 160:
-            tokens, seqs = 16384, 1024
-        elif total_gib >= 70 and "a100" not in inv.name.lower():
-            tokens, seqs = 8192, 1024
-        else:
-            tokens, seqs = 2048, 256
+        name = inv.name.lower()
+        tokens, seqs = next((t, n) for gib, excluded, t, n in rows if total_gib >= gib and not any(x in name for x in excluded))
     seqs = req.max_num_seqs or seqs
-    tokens = req.max_num_batched_tokens or min(tokens, seqs * max_model_len)
-    if req.max_num_seqs is None:
+    if req.max_num_batched_tokens:
+        tokens = req.max_num_batched_tokens
+    elif rules.caps_default_tokens:
+        tokens = min(tokens, seqs * max_model_len)
+    if req.max_num_seqs is None and rules.caps_default_seqs:
         seqs = min(seqs, tokens)
     return tokens, seqs
 
@@ -148,12 +168,41 @@ def model_dtype(spec: ModelSpec, requested: str) -> str:
     return "bfloat16" if spec.dtype == "float32" else spec.dtype
 
 
-def default_block_size(spec: ModelSpec, device: str) -> int:
-    if device == "cpu":
-        return CPU_BLOCK_SIZE
-    if any(layer.kind == "mla" for layer in spec.layers):
-        return MLA_BLOCK_SIZE
+def default_block_size(spec: ModelSpec, inv: GpuInventory, rules: VersionRules, engine: str) -> int:
+    """The block size vLLM picks when --block-size is not given (CPU backend, MLA backend by GPU family, else 16)."""
+    if inv.device == "cpu":
+        return rules.cpu_block_size if engine == "v1" else 16
+    if engine == "v1" and any(layer.kind == "mla" for layer in spec.layers):
+        capability = compute_capability(inv.name)
+        return rules.mla_block_size.get(capability[0], GPU_BLOCK_SIZE) if capability else GPU_BLOCK_SIZE
     return GPU_BLOCK_SIZE
+
+
+def hybrid_allocator_enabled(rules: VersionRules, req: Requirements, kinds: set[str]) -> bool:
+    """Whether sliding/chunked layers keep their own block tables (the hybrid KV-cache manager)."""
+    if not rules.hybrid_allocator or req.disable_hybrid_kv_cache_manager:
+        return False
+    return not ("chunked" in kinds and rules.chunked_local_spec and rules.chunked_disables_hybrid)
+
+
+def v0_pages(pages: list[kv.LayerPage], rules: VersionRules) -> list[kv.LayerPage]:
+    """V0's cache block: every attention layer at full length; 0.7 pads an MLA latent row to 256 bytes."""
+    out = []
+    for p in pages:
+        if p.kind == "mla" and rules.v0_mla == "aligned_256":
+            per_token = p.page_bytes // p.block_size
+            p = replace(p, page_bytes=p.block_size * kv.cdiv(per_token, 256) * 256)
+        out.append(replace(p, kind="full", window=None) if p.kind in ("sliding", "chunked") else p)
+    return out
+
+
+def stage_kv_layers(spec: ModelSpec, pp: int, rules: VersionRules) -> list[frozenset[int]]:
+    """The KV layers (indices into the model's KV pages) of each pipeline stage."""
+    page_of_layer, index = {}, 0  # model layer -> KV layer index (shared-KV layers have none)
+    for i, layer in enumerate(spec.layers):
+        if layer.kind != "shared":
+            page_of_layer[i], index = index, index + 1
+    return [frozenset(page_of_layer[i] for i in stage if i in page_of_layer) for stage in kv.split_layers(len(spec.layers), pp, rules)]
 
 
 def check_parallelism(spec: ModelSpec, tp: int, pp: int, inv: GpuInventory) -> list[str]:
@@ -209,7 +258,7 @@ def stage_budgets(
             page_of_layer[i], index = index, index + 1
     on_gpu = inv.device != "cpu"
     out = []
-    for s, layer_range in enumerate(kv.split_layers(len(spec.layers), pp)):
+    for s, layer_range in enumerate(kv.split_layers(len(spec.layers), pp, rules)):
         on_stage = {page_of_layer[i] for i in layer_range if i in page_of_layer}
         bpb = kv.bytes_per_block(groups, on_stage if pp > 1 else None)
         weights = memory.rank_weights(stage_weights(spec, s, pp, len(layer_range)), rope_cache_bytes(spec, dtype), tp)
@@ -289,8 +338,22 @@ def assess(spec: ModelSpec, inv: GpuInventory, req: Requirements) -> Plan:
 
     dtype = model_dtype(spec, req.dtype)
     elem = kv.kv_elem_bytes(req.kv_cache_dtype, dtype, spec.kv_cache_quantized)
-    block_size = req.block_size or default_block_size(spec, inv.device)
-    pages, block_size = kv.layer_pages(
+    kinds = {layer.kind for layer in spec.layers}
+    choice = choose_engine(
+        rules,
+        device=inv.device,
+        gpu_name=inv.name,
+        pp=pp,
+        kv_cache_dtype=req.kv_cache_dtype,
+        has_mamba="mamba" in kinds,
+        has_sliding=bool(kinds & {"sliding", "chunked"}),
+    )
+    if choice.reason:
+        notes.append(choice.reason + " (its KV cache holds every attention layer's whole context).")
+    if choice.engine == "v0" and "mla" in kinds and rules.v0_mla == "none":
+        raise PlanError(f"vLLM {rules.release} predates MLA: its KV cache for {spec.name} is not modelled; plan for vLLM 0.7 or newer")
+    block_size = req.block_size or default_block_size(spec, inv, rules, choice.engine)
+    raw_pages, block_size = kv.layer_pages(
         spec.layers,
         tp=tp,
         block_size=block_size,
@@ -298,51 +361,59 @@ def assess(spec: ModelSpec, inv: GpuInventory, req: Requirements) -> Plan:
         kv_cache_dtype=req.kv_cache_dtype,
         ssm_elem=DTYPE_BYTES[dtype],
         prefix_caching=req.enable_prefix_caching,
-        hybrid_allocator=not req.disable_hybrid_kv_cache_manager,
+        hybrid_allocator=True,
+        rules=rules,
+        architecture=spec.architecture,
     )
+    if choice.engine == "v0":
+        raw_pages = v0_pages(raw_pages, rules)
     if req.block_size and block_size != req.block_size:
         notes.append(f"vLLM raises the block size to {block_size} so an attention page holds a Mamba state.")
-    groups = kv.kv_groups(pages)
+    hybrid = hybrid_allocator_enabled(rules, req, kinds)
+    pages = raw_pages if hybrid else kv.promote_to_full(raw_pages)
     world = tp * pp
-    tokens, seqs = batch_defaults(inv, world, length, req)
+    tokens, seqs = batch_defaults(inv, world, length, req, rules, choice.engine)
     async_scheduling = inv.device != "cpu"
-    inflight = (pp + 1 if async_scheduling else pp) * tokens
-    blocks_needed = kv.request_blocks(groups, length, inflight)
+    v2_runner = uses_v2_model_runner(rules, is_moe=spec.is_moe, has_mamba="mamba" in kinds, architecture=spec.architecture)
+    inflight = concurrent_batches(rules, pp=pp, async_scheduling=async_scheduling, v2_runner=v2_runner) * tokens
 
     # vLLM runs its ranks on the first TP x PP visible GPUs; each rank profiles its own GPU and all use the smallest result.
     used = inv.gpus[:world] if inv.device != "cpu" and inv.count >= world else inv.gpus
     gpu = min(used, key=lambda g: g.total_bytes)
     total, free = gpu.total_bytes, min(g.free_bytes for g in used)
     requested = memory.requested_bytes(total, gmu)
+    try:
+        groups = kv.kv_groups(pages, rules)
+    except kv.UnsupportedLayout as exc:
+        raise PlanError(f"{exc}: {spec.name} does not start on vLLM {rules.release}") from exc
     stages = stage_budgets(spec, inv, req, rules, groups, requested, dtype, tokens, seqs)
-    budget, bpb, num_blocks = min(stages, key=lambda item: item[2])  # all ranks use the smallest block count
-    concurrency = num_blocks / blocks_needed if blocks_needed else 0.0
-    kv_tokens = int(concurrency * length)
-
-    estimated, starved = None, None
-    for stage_budget, stage_bpb, _ in stages:
-        usable = stage_budget.kv_available - stage_bpb  # vLLM checks after reserving the null block
-        if usable <= 0:
-            starved, estimated = stage_budget, 0
-            break
-        if blocks_needed * stage_bpb > usable:
-            est = kv.estimate_max_len(groups, stage_bpb, usable, length, inflight)
-            estimated = est if estimated is None else min(estimated, est)
-    kv_fits = estimated is None
-    if starved is not None:
+    stage_layers = stage_kv_layers(spec, pp, rules)
+    workers = [capacity.Worker(layers, budget.kv_available) for layers, (budget, _, _) in zip(stage_layers, stages, strict=True)]
+    try:
+        cap = capacity.evaluate(pages, raw_pages, workers, length, inflight, rules, choice.engine)
+    except kv.UnsupportedLayout as exc:
+        raise PlanError(f"{exc}: {spec.name} does not start on vLLM {rules.release} with pipeline parallelism") from exc
+    budget = stages[min(range(len(stages)), key=lambda s: workers[s].available)][0]
+    concurrency, kv_tokens, estimated = cap.max_concurrency, cap.kv_tokens, cap.estimated_max_len
+    kv_fits = cap.fits and cap.starved_worker is None
+    if cap.starved_worker is not None:
         problems.append(
             "No available memory for the cache blocks: the weights and profiled memory exceed "
-            f"{gmu:.2f} x {total / GiB:.2f} GiB on pipeline stage {starved.stage}."
+            f"{gmu:.2f} x {total / GiB:.2f} GiB on pipeline stage {cap.starved_worker}."
         )
-    elif estimated is not None:
+    elif not cap.fits:
         problems.append(
-            f"KV cache too small: one {length}-token request needs {blocks_needed * bpb / GiB:.2f} GiB "
-            f"of KV cache, {(budget.kv_available - bpb) / GiB:.2f} GiB is available; vLLM refuses to start "
+            f"KV cache too small: one {length}-token request needs {cap.needed_bytes / GiB:.2f} GiB "
+            f"of KV cache, {cap.usable_bytes / GiB:.2f} GiB is available; vLLM refuses to start "
             f"(estimated maximum model length {estimated})."
         )
     elif concurrency < req.min_concurrency:
         problems.append(f"maximum concurrency {concurrency:.2f} is below the requested --min-concurrency {req.min_concurrency:g}.")
 
+    if req.kv_cache_memory_bytes is not None and not rules.kv_cache_memory_bytes_flag and inv.device != "cpu":
+        problems.append(
+            f"vLLM {rules.release} has no --kv-cache-memory-bytes (added in 0.10); size the KV cache with --gpu-memory-utilization instead."
+        )
     holders = [p for g in used for p in g.processes]
     held = "".join(f", pid {p.pid} ({p.name or '?'}) {p.used_bytes / GiB:.2f} GiB" for p in holders)[2:]
     # vLLM's start-up check of free memory against the budget: always on GPUs, on CPU only without an explicit KV size.
@@ -397,14 +468,14 @@ def assess(spec: ModelSpec, inv: GpuInventory, req: Requirements) -> Plan:
         block_size=block_size,
         kv_cache_dtype=req.kv_cache_dtype,
         kv_bytes_per_token=sum(p.page_bytes // p.block_size for p in pages if p.kind != "mamba"),
-        bytes_per_block=bpb,
-        num_kv_groups=len(groups),
-        blocks_per_request=blocks_needed,
+        bytes_per_block=cap.bytes_per_block,
+        num_kv_groups=len(cap.groups),
+        blocks_per_request=cap.blocks_per_request,
         inflight_tokens=inflight,
         max_num_batched_tokens=tokens,
         max_num_seqs=seqs,
         memory=budget,
-        num_gpu_blocks=num_blocks,
+        num_gpu_blocks=cap.num_blocks,
         kv_cache_tokens=kv_tokens,
         max_concurrency=concurrency,
         estimated_max_model_len=estimated,
@@ -416,6 +487,10 @@ def assess(spec: ModelSpec, inv: GpuInventory, req: Requirements) -> Plan:
         holders=tuple(holders),
         env=env,
         notes=tuple(notes),
+        engine=choice.engine,
+        async_scheduling=async_scheduling,
+        v2_model_runner=v2_runner,
+        hybrid_allocator_disabled=not hybrid,
     )
 
 
