@@ -25,8 +25,9 @@ def length_ceiling(spec: ModelSpec, req: Requirements, rules: VersionRules) -> i
 
 
 def holds(plan: Plan, min_concurrency: float) -> bool:
-    """The KV cache takes one full-length request (vLLM starts) and `min_concurrency` of them at once."""
-    return plan.kv_fits and plan.max_concurrency >= min_concurrency
+    """The KV cache takes one full-length request (vLLM starts) and `min_concurrency` of them at once (over all
+    data-parallel replicas)."""
+    return plan.kv_fits and plan.total_concurrency >= min_concurrency
 
 
 def longest_length(spec: ModelSpec, inv: GpuInventory, req: Requirements) -> int | None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
+from typing import TYPE_CHECKING
 
 from launcher.hardware import GiB, GpuInventory, GpuProcess
 from launcher.model.config import DTYPE_BYTES
@@ -10,6 +11,9 @@ from launcher.model.spec import ModelSpec
 from launcher.sizing import kv, memory
 from launcher.sizing.context import ContextLimit, derive_context_limit
 from launcher.sizing.versions import VersionRules, rules_for
+
+if TYPE_CHECKING:
+    from launcher.sizing.layouts import Layout
 
 DEFAULT_BUFFER = 1000
 AUTO = -1  # --max-model-len auto / -1: the longest length that holds --min-concurrency full-length requests
@@ -48,6 +52,8 @@ class Requirements:
     vllm_version: str | None = None
     served_model_name: str | None = None
     hf_overrides: str | None = None
+    data_parallel_size: int = 1  # replicas of the TP x PP engine, each with its own KV cache
+    enable_expert_parallel: bool = False
 
     def resolved_max_model_len(self) -> int:
         if self.max_model_len == AUTO:
@@ -112,6 +118,16 @@ class Plan:
     working_command: tuple[str, ...] | None = None
     working_changes: tuple[str, ...] = ()  # what that command changes, in words
     notes: tuple[str, ...] = field(default_factory=tuple)
+    # Per-replica numbers above; data parallelism runs this many replicas of the TP x PP engine.
+    data_parallel_size: int = 1
+    enable_expert_parallel: bool = False
+    layouts: tuple[Layout, ...] = ()  # every TP x PP x DP layout ranked on the GPUs (launcher.sizing.layouts)
+    layout_reason: str = ""  # why the plan's layout was chosen
+
+    @property
+    def total_concurrency(self) -> float:
+        """Full-length requests at once over all data-parallel replicas."""
+        return self.max_concurrency * self.data_parallel_size
 
     @property
     def kv_cache_memory_bytes(self) -> int:
@@ -156,7 +172,7 @@ def default_block_size(spec: ModelSpec, device: str) -> int:
     return GPU_BLOCK_SIZE
 
 
-def check_parallelism(spec: ModelSpec, tp: int, pp: int, inv: GpuInventory) -> list[str]:
+def check_parallelism(spec: ModelSpec, tp: int, pp: int, inv: GpuInventory, dp: int = 1) -> list[str]:
     problems = []
     if spec.num_attention_heads % tp:
         problems.append(f"Total number of attention heads ({spec.num_attention_heads}) must be divisible by tensor parallel size ({tp}).")
@@ -168,8 +184,9 @@ def check_parallelism(spec: ModelSpec, tp: int, pp: int, inv: GpuInventory) -> l
             problems.append(f"tensor parallel size {tp} is not a multiple of the {kv_heads} KV heads to replicate.")
     if pp > len(spec.layers):
         problems.append(f"pipeline parallel size {pp} exceeds the model's {len(spec.layers)} layers.")
-    if inv.device != "cpu" and tp * pp > inv.count:
-        problems.append(f"TP x PP = {tp * pp} GPUs are needed but only {inv.count} are available.")
+    if inv.device != "cpu" and tp * pp * dp > inv.count:
+        sizes = f"TP x PP x DP = {tp * pp * dp}" if dp > 1 else f"TP x PP = {tp * pp}"
+        problems.append(f"{sizes} GPUs are needed but only {inv.count} are available.")
     return problems
 
 
@@ -180,6 +197,28 @@ def stage_weights(spec: ModelSpec, stage: int, pp: int, layers_in_stage: int) ->
     if pp == 1:
         return w.total_bytes
     return share + (w.embedding_bytes if stage == 0 else 0) + (w.lm_head_bytes if stage == pp - 1 else 0)
+
+
+def expert_share(num_experts: int, tp: int, dp: int, expert_parallel: bool) -> float:
+    """The fraction of a MoE layer's routed experts one rank holds. vLLM shards the expert layers over all TP x DP ranks
+    (`FusedMoEParallelConfig.make`, flatten_tp_across_dp_and_pcp, vllm 0.32/0.33 model_executor/layers/fused_moe/config.py):
+    as tensor slices without expert parallelism, as whole experts with it, the first `E mod (TP x DP)` ranks holding one
+    more (`determine_expert_map`, fused_moe/expert_map_manager.py); the rank holding the most sets the budget."""
+    ranks = tp * dp
+    if expert_parallel and ranks > 1 and num_experts:
+        return -(-num_experts // ranks) / num_experts
+    return 1 / ranks
+
+
+def rank_weights(spec: ModelSpec, stage: int, pp: int, layer_range: range, req: Requirements) -> int:
+    """Weight bytes on one rank of a pipeline stage: attention, embeddings and dense MLPs split over TP (replicated on
+    every DP replica); routed experts over TP x DP."""
+    tp, dp = req.tensor_parallel_size, req.data_parallel_size
+    stage_bytes = stage_weights(spec, stage, pp, len(layer_range))
+    experts = spec.weights.expert_bytes * len(layer_range) // max(1, len(spec.layers))
+    if not (spec.is_moe and experts):
+        return stage_bytes // tp
+    return (stage_bytes - experts) // tp + int(experts * expert_share(spec.num_experts, tp, dp, req.enable_expert_parallel))
 
 
 def stage_budgets(
@@ -204,7 +243,7 @@ def stage_budgets(
     for s, layer_range in enumerate(kv.split_layers(len(spec.layers), pp)):
         on_stage = {page_of_layer[i] for i in layer_range if i in page_of_layer}
         bpb = kv.bytes_per_block(groups, on_stage if pp > 1 else None)
-        weights = stage_weights(spec, s, pp, len(layer_range)) // tp
+        weights = rank_weights(spec, s, pp, layer_range, req)
         if req.kv_cache_memory_bytes is not None:
             budget = memory.StageMemory(s, requested, weights, 0, 0, 0, req.kv_cache_memory_bytes, True)
         else:
@@ -259,9 +298,9 @@ def assess(spec: ModelSpec, inv: GpuInventory, req: Requirements) -> Plan:
     length = req.resolved_max_model_len()
     if length <= 0:
         raise PlanError(f"max_model_len must be a positive integer, got {length}")
-    tp, pp = req.tensor_parallel_size, req.pipeline_parallel_size
+    tp, pp, dp = req.tensor_parallel_size, req.pipeline_parallel_size, req.data_parallel_size
     gmu = req.gpu_memory_utilization if req.gpu_memory_utilization is not None else rules.default_gpu_memory_utilization
-    problems = check_parallelism(spec, tp, pp, inv)
+    problems = check_parallelism(spec, tp, pp, inv, dp)
     context = derive_context_limit(spec.context, spec.model_type, rules)
     notes: list[str] = []
     if length > context.derived and not req.allow_long_max_model_len:
@@ -294,7 +333,9 @@ def assess(spec: ModelSpec, inv: GpuInventory, req: Requirements) -> Plan:
     blocks_needed = kv.request_blocks(groups, length, inflight)
 
     # vLLM runs its ranks on the first TP x PP visible GPUs; each rank profiles its own GPU and all use the smallest result.
-    used = inv.gpus[:world] if inv.device != "cpu" and inv.count >= world else inv.gpus
+    # Data-parallel replica d takes the next TP x PP (get_physical_gpu_ids_for_local_dp_rank, vllm 0.32 v1/engine/utils.py);
+    # each replica sizes its own KV cache, and the tightest replica is reported.
+    used = inv.gpus[: world * dp] if inv.device != "cpu" and inv.count >= world * dp else inv.gpus
     gpu = min(used, key=lambda g: g.total_bytes)
     total, free = gpu.total_bytes, min(g.free_bytes for g in used)
     requested = memory.requested_bytes(total, gmu)
@@ -324,8 +365,11 @@ def assess(spec: ModelSpec, inv: GpuInventory, req: Requirements) -> Plan:
             f"of KV cache, {(budget.kv_available - bpb) / GiB:.2f} GiB is available; vLLM refuses to start "
             f"(estimated maximum model length {estimated})."
         )
-    elif concurrency < req.min_concurrency:
-        problems.append(f"maximum concurrency {concurrency:.2f} is below the requested --min-concurrency {req.min_concurrency:g}.")
+    elif concurrency * dp < req.min_concurrency:
+        replicas = f" ({dp} replicas x {concurrency:.2f})" if dp > 1 else ""
+        problems.append(
+            f"maximum concurrency {concurrency * dp:.2f}{replicas} is below the requested --min-concurrency {req.min_concurrency:g}."
+        )
 
     holders = [p for g in used for p in g.processes]
     held = "".join(f", pid {p.pid} ({p.name or '?'}) {p.used_bytes / GiB:.2f} GiB" for p in holders)[2:]
@@ -400,6 +444,8 @@ def assess(spec: ModelSpec, inv: GpuInventory, req: Requirements) -> Plan:
         holders=tuple(holders),
         env=env,
         notes=tuple(notes),
+        data_parallel_size=dp,
+        enable_expert_parallel=req.enable_expert_parallel,
     )
 
 
@@ -413,6 +459,10 @@ def vllm_serve_args(model: str, length: int, gmu: float, req: Requirements, bloc
         args += ["--tensor-parallel-size", str(req.tensor_parallel_size)]
     if req.pipeline_parallel_size != 1:
         args += ["--pipeline-parallel-size", str(req.pipeline_parallel_size)]
+    if req.data_parallel_size != 1:
+        args += ["--data-parallel-size", str(req.data_parallel_size)]
+    if req.enable_expert_parallel:
+        args.append("--enable-expert-parallel")
     if req.dtype != "auto":
         args += ["--dtype", req.dtype]
     if req.kv_cache_dtype != "auto":
