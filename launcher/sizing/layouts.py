@@ -6,7 +6,8 @@ is one `assess()` (or, with `--max-model-len auto`, the longest length `fit.long
 search adds no sizing arithmetic of its own. Pure functions, no I/O.
 
 The recommendation is the layout that holds `min_concurrency` full-length requests at once (over all replicas) with
-the fewest GPUs, then the most requests at once; with `--max-model-len auto`, the longest length first.
+the fewest GPUs, then without pipeline stages where that fits, then the most requests at once; with
+`--max-model-len auto`, the longest length first.
 """
 
 from __future__ import annotations
@@ -18,8 +19,6 @@ from launcher.model.spec import ModelSpec
 from launcher.sizing import fit
 from launcher.sizing.plan import AUTO, Plan, PlanError, Requirements, assess, check_parallelism
 from launcher.sizing.versions import rules_for
-
-PP_MARGIN = 1.10
 
 
 @dataclass(frozen=True)
@@ -103,23 +102,17 @@ def evaluate(spec: ModelSpec, inv: GpuInventory, req: Requirements, shape: tuple
     return Layout(plan, headroom)
 
 
-def ranked_concurrency(layout: Layout) -> float:
-    return layout.plan.total_concurrency / (PP_MARGIN if layout.shape[1] > 1 else 1)
-
-
 def rank_key(layout: Layout, auto: bool) -> tuple:
+    """Fitting first; the fewest GPUs (with auto: the longest length first); then no pipeline stages when a layout
+    without them fits on as many GPUs, since pipeline stages on one node only add per-token latency (vLLM's advice: TP
+    within a node, PP across nodes, docs.vllm.ai/en/v0.8.3/serving/distributed_serving.html); then the most requests at
+    once; then fewer ranks per replica."""
     tp, pp, _ = layout.shape
     plan = layout.plan
-    # Pipeline stages on one node add per-token latency (bubbles); vLLM's advice is TP within a node and PP across
-    # nodes (docs.vllm.ai/en/v0.8.3/serving/distributed_serving.html). A PP layout outranks one without PP only when it
-    # holds PP_MARGIN times as many requests: smaller gains are within the plan's accuracy.
-    concurrency = ranked_concurrency(layout)
-    ties = (tp * pp, pp)  # equal otherwise: fewer ranks per replica, fewer pipeline stages (less communication)
     if not layout.fits:
-        return (1, -concurrency, layout.gpus, *ties)
-    if auto:
-        return (0, -plan.max_model_len, layout.gpus, -concurrency, *ties)
-    return (0, layout.gpus, -concurrency, *ties)
+        return (1, -plan.total_concurrency, layout.gpus, tp * pp)
+    length = -plan.max_model_len if auto else 0
+    return (0, length, layout.gpus, pp > 1, -plan.total_concurrency, tp * pp)
 
 
 def search(spec: ModelSpec, inv: GpuInventory, req: Requirements, fixed: Fixed, exact: bool = False) -> list[Layout]:
@@ -159,11 +152,14 @@ def reason(chosen: Layout, rows: list[Layout], req: Requirements, fixed: Fixed, 
         why = f"the longest context ({plan.max_model_len:,} tokens) holding {req.min_concurrency:g} request(s) at once, on the fewest GPUs"
     else:
         why = f"the fewest GPUs holding --min-concurrency {req.min_concurrency:g} ({at_once})"
-        if sum(1 for r in rows if r.fits and r.gpus == chosen.gpus) > 1:
+        peers = [r for r in rows if r.fits and r.gpus == chosen.gpus and r is not chosen]
+        if chosen.shape[1] == 1 and any(r.shape[1] > 1 and r.plan.total_concurrency > plan.total_concurrency for r in peers):
+            why += ", without pipeline stages (TP within a node, as vLLM advises; PP would add per-token latency)"
+        elif peers:
             why += f", then the most at once of the {chosen.gpus}-GPU layouts"
     kept = [f"{flag} {value}" for flag, value in zip(("TP", "PP", "DP"), fixed.sizes(), strict=True) if value is not None]
     text = f"layout {chosen.name} on {where}: {why}" + (f" (keeping your {', '.join(kept)})" if kept else "")
-    most = max((r for r in rows if r.fits), key=lambda r: (ranked_concurrency(r), -r.gpus), default=None)
+    most = max((r for r in rows if r.fits), key=lambda r: (r.plan.total_concurrency, -r.gpus), default=None)
     if not renting and most is not None and most.shape != chosen.shape and most.plan.total_concurrency > plan.total_concurrency:
         text += f"; the most at once: {most.name} on {most.gpus} GPUs, {most.plan.total_concurrency:.2f}"
         if req.max_model_len != AUTO:
@@ -180,7 +176,7 @@ def alternative_note(chosen: Plan, rows: list[Layout]) -> str | None:
     fewest = fitting[0] if fitting and fitting[0].gpus < used else None  # rows are ranked: fewest GPUs first
     if fewest is not None:
         parts.append(f"{fewest.name} needs only {fewest.gpus} GPU(s) ({fewest.plan.total_concurrency:.2f} at once)")
-    most = max(fitting, key=lambda r: (ranked_concurrency(r), -r.gpus), default=None)
+    most = max(fitting, key=lambda r: (r.plan.total_concurrency, -r.gpus), default=None)
     if most is not None and most.plan.total_concurrency > chosen.total_concurrency and most is not fewest:
         parts.append(f"{most.name} holds {most.plan.total_concurrency:.2f} at once on {most.gpus} GPUs")
     if not parts:
