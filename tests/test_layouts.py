@@ -60,7 +60,9 @@ def test_dense_replicas_each_hold_what_one_engine_holds():
 
 
 def test_data_parallel_needs_a_gpu_per_rank():
-    plan = assess(LLAMA8, inventory_from_preset("H100-80GB", 4), Requirements(max_model_len=8192, tensor_parallel_size=2, data_parallel_size=3))
+    plan = assess(
+        LLAMA8, inventory_from_preset("H100-80GB", 4), Requirements(max_model_len=8192, tensor_parallel_size=2, data_parallel_size=3)
+    )
     assert not plan.fits and any("TP x PP x DP = 6 GPUs" in p for p in plan.problems)
 
 
@@ -147,10 +149,18 @@ def test_every_valid_layout_is_ranked_and_each_row_is_the_engines_own_plan(spec)
             spec,
             H100x8,
             replace(
-                req, tensor_parallel_size=tp, pipeline_parallel_size=pp, data_parallel_size=dp, enable_expert_parallel=spec.is_moe and dp > 1
+                req,
+                tensor_parallel_size=tp,
+                pipeline_parallel_size=pp,
+                data_parallel_size=dp,
+                enable_expert_parallel=spec.is_moe and dp > 1,
             ),
         )
-        assert (direct.kv_cache_tokens, direct.max_concurrency, direct.fits) == (row.plan.kv_cache_tokens, row.plan.max_concurrency, row.fits)
+        assert (direct.kv_cache_tokens, direct.max_concurrency, direct.fits) == (
+            row.plan.kv_cache_tokens,
+            row.plan.max_concurrency,
+            row.fits,
+        )
 
 
 @pytest.mark.parametrize("target", [1, 8, 40, 60])
@@ -208,8 +218,10 @@ def plan_json(*args: str) -> dict:
 
 
 def test_eight_gpus_json_contract_and_text():
-    data = plan_json("--model", "Qwen/Qwen2.5-32B-Instruct", "--gpu", "H100-80GB", "--gpus", "8", "--prompt", "20000", "--completion", "8000")
-    assert data["layouts"] and all(ROW_KEYS <= set(row) for row in data["layouts"])
+    data = plan_json(
+        "--model", "Qwen/Qwen2.5-32B-Instruct", "--gpu", "H100-80GB", "--gpus", "8", "--prompt", "20000", "--completion", "8000"
+    )
+    assert data["layouts"] and all(set(row) >= ROW_KEYS for row in data["layouts"])
     chosen = [r for r in data["layouts"] if r["recommended"]]
     assert len(chosen) == 1
     row = chosen[0]
@@ -223,13 +235,26 @@ def test_eight_gpus_json_contract_and_text():
     for r in data["layouts"]:
         assert r["total_concurrency"] == pytest.approx(r["max_concurrency"] * r["data_parallel_size"], abs=1e-3)
         assert r["gpus"] == r["tensor_parallel_size"] * r["pipeline_parallel_size"] * r["data_parallel_size"]
-    text = run_cli("plan", "--model", "Qwen/Qwen2.5-32B-Instruct", "--gpu", "H100-80GB", "--gpus", "8", "--prompt", "20000", "--completion", "8000")
+    text = run_cli(
+        "plan", "--model", "Qwen/Qwen2.5-32B-Instruct", "--gpu", "H100-80GB", "--gpus", "8", "--prompt", "20000", "--completion", "8000"
+    )
     assert "Layouts on H100-80GB" in text.stdout and "<- recommended" in text.stdout
 
 
 def test_min_concurrency_picks_data_parallelism_and_says_why():
     data = plan_json(
-        "--model", "meta-llama/Llama-3.1-8B-Instruct", "--gpu", "H100-80GB", "--gpus", "8", "--prompt", "20000", "--completion", "8000", "--min-concurrency", "40"
+        "--model",
+        "meta-llama/Llama-3.1-8B-Instruct",
+        "--gpu",
+        "H100-80GB",
+        "--gpus",
+        "8",
+        "--prompt",
+        "20000",
+        "--completion",
+        "8000",
+        "--min-concurrency",
+        "40",
     )
     rows = {(r["tensor_parallel_size"], r["pipeline_parallel_size"], r["data_parallel_size"]): r for r in data["layouts"]}
     one = rows[(1, 1, 1)]["max_concurrency"]
@@ -251,7 +276,9 @@ def test_explicit_layout_is_kept_with_a_note():
 
 
 def test_what_to_rent_over_every_preset():
-    data = plan_json("--model", "Qwen/Qwen2.5-32B-Instruct", "--gpu", "all", "--prompt", "20000", "--completion", "8000", "--min-concurrency", "16")
+    data = plan_json(
+        "--model", "Qwen/Qwen2.5-32B-Instruct", "--gpu", "all", "--prompt", "20000", "--completion", "8000", "--min-concurrency", "16"
+    )
     by_type: dict[str, list[dict]] = {}
     for row in data["layouts"]:
         by_type.setdefault(row["gpu"], []).append(row)
@@ -268,7 +295,19 @@ def test_what_to_rent_over_every_preset():
     fewest = min(r["gpus"] for r in data["layouts"] if r["recommended"])
     first = next(name for name in GPU_PRESETS if any(r["recommended"] and r["gpus"] == fewest for r in by_type[name]))
     assert data["gpu"]["name"] == first and data["gpu"]["count"] == fewest
-    text = run_cli("plan", "--model", "Qwen/Qwen2.5-32B-Instruct", "--gpu", "H100-80GB,L4", "--prompt", "20000", "--completion", "8000", "--min-concurrency", "16")
+    text = run_cli(
+        "plan",
+        "--model",
+        "Qwen/Qwen2.5-32B-Instruct",
+        "--gpu",
+        "H100-80GB,L4",
+        "--prompt",
+        "20000",
+        "--completion",
+        "8000",
+        "--min-concurrency",
+        "16",
+    )
     assert "What to rent" in text.stdout and "L4" in text.stdout
 
 
@@ -283,8 +322,21 @@ def test_single_preset_without_a_target_plans_as_before():
 
 
 def test_max_model_len_auto_per_layout():
-    data = plan_json("--model", "meta-llama/Llama-3.1-8B-Instruct", "--gpu", "H100-80GB", "--gpus", "4", "--max-model-len", "auto", "--min-concurrency", "16")
-    lengths = {(r["tensor_parallel_size"], r["pipeline_parallel_size"], r["data_parallel_size"]): r["max_model_len"] for r in data["layouts"]}
+    data = plan_json(
+        "--model",
+        "meta-llama/Llama-3.1-8B-Instruct",
+        "--gpu",
+        "H100-80GB",
+        "--gpus",
+        "4",
+        "--max-model-len",
+        "auto",
+        "--min-concurrency",
+        "16",
+    )
+    lengths = {
+        (r["tensor_parallel_size"], r["pipeline_parallel_size"], r["data_parallel_size"]): r["max_model_len"] for r in data["layouts"]
+    }
     assert len(set(lengths.values())) > 1  # each layout holds its own longest length
     assert data["max_model_len"] == max(lengths.values())
 

@@ -157,43 +157,10 @@ def build_plan(s: PlanSettings, installed: InstalledVllm | None = None) -> Plan:
         known = s.gpus is not None or capacity_planning(s) or not (s.gpu or s.gpu_memory)  # NVML, --gpus, or what to rent
         if inventory.device != "cpu" and inventory.count > 1 and known:
             inventories = [inventory, *(inventory_for(s, cpu, name) for name in gpu_types(s)[1:])]
-            return plan_layouts(spec, inventories, requirements, fixed_layout(s), exact=capacity_planning(s))
+            return layouts.plan_with_layouts(spec, inventories, requirements, fixed_layout(s), exact=capacity_planning(s))
         return make_plan(spec, inventory, requirements)
     except PlanError as exc:
         raise UserError(str(exc), "", "check the sizes you passed") from exc
-
-
-def plan_layouts(spec, inventories: list[GpuInventory], req: Requirements, fixed: layouts.Fixed, exact: bool) -> Plan:
-    """Rank every layout on each GPU type, plan the chosen one (with remedies when none fits), and attach the ranking.
-
-    The choice: each type's recommended layout; of those, the fewest GPUs (with --max-model-len auto: the longest
-    length, then the fewest GPUs), then the order the types were given in. Nothing fitting: the layout the user set (or
-    one GPU), planned with its remedies."""
-    auto = req.max_model_len == -1
-    ranked = [(inv, layouts.search(spec, inv, req, fixed, exact)) for inv in inventories]
-    picks = [(inv, rows, best) for inv, rows in ranked if (best := layouts.recommended(rows)) is not None]
-    rows_all = tuple(row for _, rows in ranked for row in rows)
-    if picks:
-        inv, rows, best = min(picks, key=lambda p: (-p[2].plan.max_model_len if auto else 0, p[2].gpus))
-        tp, pp, dp = best.shape
-        chosen = replace(req, tensor_parallel_size=tp, pipeline_parallel_size=pp, data_parallel_size=dp)
-        chosen = replace(chosen, enable_expert_parallel=best.plan.enable_expert_parallel)
-        gpus = replace(inv, gpus=inv.gpus[: best.gpus]) if exact else inv
-        plan = make_plan(spec, gpus, chosen)
-        if fixed.everything:
-            note = layouts.alternative_note(plan, rows)
-            return replace(plan, layouts=rows_all, notes=plan.notes + ((note,) if note else ()))
-        return replace(plan, layouts=rows_all, layout_reason=layouts.reason(best, rows, req, fixed, inv.count if not exact else best.gpus, exact))
-    inv, rows = ranked[0]
-    tp, pp, dp = (size or 1 for size in fixed.sizes())
-    ep = bool(fixed.enable_expert_parallel)
-    plan = make_plan(spec, inv if not exact else replace(inv, gpus=inv.gpus[: tp * pp * dp]), replace(req, data_parallel_size=dp, enable_expert_parallel=ep))
-    kinds = " or ".join(dict.fromkeys(i.name for i in inventories))
-    closest = max(rows_all, key=lambda r: r.plan.total_concurrency, default=None)
-    note = f"no layout of up to {max(i.count for i in inventories)} x {kinds} fits this request"
-    if closest is not None:
-        note += f"; the closest, {closest.name} on {closest.gpus} x {closest.plan.gpu_name}, holds {closest.plan.total_concurrency:.2f} at once"
-    return replace(plan, layouts=rows_all, notes=plan.notes + (note,))
 
 
 def run(s: PlanSettings) -> int:

@@ -17,7 +17,7 @@ from dataclasses import dataclass, replace
 from launcher.hardware import GpuInventory
 from launcher.model.spec import ModelSpec
 from launcher.sizing import fit
-from launcher.sizing.plan import AUTO, Plan, PlanError, Requirements, assess, check_parallelism
+from launcher.sizing.plan import AUTO, Plan, PlanError, Requirements, assess, check_parallelism, make_plan
 from launcher.sizing.versions import rules_for
 
 
@@ -185,3 +185,42 @@ def alternative_note(chosen: Plan, rows: list[Layout]) -> str | None:
         f"other layouts on these GPUs: {'; '.join(parts)} (yours: {chosen.total_concurrency:.2f} full-length requests at once "
         f"on {used} GPUs); leave the parallel sizes out to let vllm-launch choose"
     )
+
+
+def plan_with_layouts(spec: ModelSpec, inventories: list[GpuInventory], req: Requirements, fixed: Fixed, exact: bool) -> Plan:
+    """Rank every layout on each GPU type, plan the chosen one (with remedies when it does not fit), attach the ranking.
+
+    `req` carries the user's sizes (1 where not set). The choice: each type's recommended layout; of those, the fewest
+    GPUs (with --max-model-len auto: the longest length first), then the order the types were given in. `exact` plans
+    on exactly the chosen layout's GPUs (what to rent) instead of all of them. When nothing fits, the plan is the
+    request as given, on the first type, with its remedies and a note on the closest layout."""
+    auto = req.max_model_len == AUTO
+    ranked = [(inv, search(spec, inv, req, fixed, exact)) for inv in inventories]
+    every = tuple(row for _, rows in ranked for row in rows)
+    picks = [(inv, rows, best) for inv, rows in ranked if (best := recommended(rows)) is not None]
+    if not picks:
+        inv = inventories[0]
+        used = req.tensor_parallel_size * req.pipeline_parallel_size * req.data_parallel_size
+        plan = make_plan(spec, replace(inv, gpus=inv.gpus[:used]) if exact else inv, req)
+        kinds = " or ".join(dict.fromkeys(i.name for i in inventories))
+        note = f"no layout of up to {max(i.count for i in inventories)} x {kinds} fits this request"
+        closest = max(every, key=lambda r: r.plan.total_concurrency, default=None)
+        if closest is not None:
+            where = f"{closest.gpus} x {closest.plan.gpu_name}"
+            note += f"; the closest, {closest.name} on {where}, holds {closest.plan.total_concurrency:.2f} at once"
+        return replace(plan, layouts=every, notes=(*plan.notes, note))
+    inv, rows, best = min(picks, key=lambda pick: (-pick[2].plan.max_model_len if auto else 0, pick[2].gpus))
+    tp, pp, dp = best.shape
+    chosen = replace(
+        req,
+        tensor_parallel_size=tp,
+        pipeline_parallel_size=pp,
+        data_parallel_size=dp,
+        enable_expert_parallel=best.plan.enable_expert_parallel,
+    )
+    plan = make_plan(spec, replace(inv, gpus=inv.gpus[: best.gpus]) if exact else inv, chosen)
+    if fixed.everything:
+        note = alternative_note(plan, rows)
+        return replace(plan, layouts=every, notes=(*plan.notes, note) if note else plan.notes)
+    total = best.gpus if exact else inv.count
+    return replace(plan, layouts=every, layout_reason=reason(best, rows, req, fixed, total, renting=exact))
