@@ -12,6 +12,8 @@ import model_configs as mc
 import pytest
 import yaml
 from helpers import run_cli, write_model_dir
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from launcher.hardware import CUDA_CONTEXT_BYTES, GPU_PRESETS, GiB, Gpu, GpuInventory, GpuProcess, inventory_from_preset
 from launcher.model.config import spec_from_config
@@ -206,6 +208,41 @@ def test_auto_rows_hold_their_longest_length_and_no_more():
             assert longer.total_concurrency < 16
     best = layouts.recommended(rows)
     assert best is not None and best.plan.max_model_len == max(r.plan.max_model_len for r in rows)
+
+
+def bisected_longest(spec, inv, req) -> int | None:
+    """Reference: plain bisection over [1, ceiling] of the same engine check (what fit.longest_length must equal)."""
+    from launcher.sizing.fit import holds, length_ceiling
+    from launcher.sizing.versions import rules_for
+
+    def ok(length: int) -> bool:
+        return holds(assess(spec, inv, replace(req, max_model_len=length)), req.min_concurrency)
+
+    if not ok(1):
+        return None
+    lo, hi = 1, length_ceiling(spec, req, rules_for(req.vllm_version))
+    while lo < hi:
+        mid = (lo + hi + 1) // 2
+        lo, hi = (mid, hi) if ok(mid) else (lo, mid - 1)
+    return lo
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    spec=st.sampled_from([LLAMA8, QWEN32, GPT_OSS, DEEPSEEK_LITE, spec_from_config(mc.GEMMA3_27B, "gemma3")]),
+    gpu=st.sampled_from(["L4", "A100-40GB", "H100-80GB"]),
+    shape=st.sampled_from([(1, 1, 1), (2, 1, 1), (1, 2, 1), (1, 1, 2), (2, 2, 1)]),
+    target=st.sampled_from([1.0, 2.5, 16.0, 100.0]),
+)
+def test_the_galloping_length_search_equals_plain_bisection(spec, gpu, shape, target):
+    from launcher.sizing.fit import longest_length
+
+    tp, pp, dp = shape
+    req = Requirements(
+        max_model_len=AUTO, min_concurrency=target, tensor_parallel_size=tp, pipeline_parallel_size=pp, data_parallel_size=dp
+    )
+    inv = inventory_from_preset(gpu, 4)
+    assert longest_length(spec, inv, req) == bisected_longest(spec, inv, req)
 
 
 # --- the command line -----------------------------------------------------------------------------------------------
