@@ -115,7 +115,7 @@ def layout_tables(plan: Plan) -> dict[str, Any]:
     rent = []
     for name, rows in by_type.items():
         chosen = next((r for r in rows if r.recommended), None)
-        closest = max(rows, key=lambda r: r.plan.total_concurrency) if rows else None
+        closest = max(rows, key=lambda r: (r.plan.total_concurrency, r.plan.memory.kv_available)) if rows else None
         rent.append({"gpu": name, "row": chosen, "closest": closest, "up_to": max((r.gpus for r in rows), default=0)})
     per_count = best_per_gpu_count(next(iter(by_type.values()))) if len(by_type) == 1 else []
     return {"rent": rent if len(by_type) > 1 else [], "per_count": per_count, "count": len(plan.layouts)}

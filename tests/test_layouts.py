@@ -378,6 +378,29 @@ def test_max_model_len_auto_per_layout():
     assert data["max_model_len"] == max(lengths.values())
 
 
+def test_nvml_node_layouts_see_a_busy_gpu(monkeypatch):
+    # Four H100s through NVML (faked at that one seam, as tests/test_gpus.py does); the fourth has 20 GiB free.
+    from test_gpus import FakeNvml, device
+
+    from launcher.commands.plan import build_plan
+    from launcher.settings import PlanSettings
+
+    devices = [device(i, 79 * GiB) for i in range(3)] + [device(3, 20 * GiB)]
+    monkeypatch.setitem(sys.modules, "pynvml", FakeNvml(devices))
+    monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    settings = PlanSettings(
+        model="meta-llama/Llama-3.1-8B-Instruct", prompt=20000, completion=8000, min_concurrency=40, vllm_version="0.32.0", device="cuda"
+    )
+    plan = build_plan(settings)
+    assert plan.layouts and plan.gpus_available == 4
+    for row in plan.layouts:  # vLLM takes the first TP x PP x DP visible GPUs: every 4-GPU layout meets the busy one
+        assert row.fits == (row.gpus < 4 and row.plan.total_concurrency >= 40)
+        if row.gpus == 4:
+            assert any("Free memory on device" in p for p in row.plan.problems)
+    assert plan.fits and plan.gpu_indices == tuple(range(plan.data_parallel_size * plan.tensor_parallel_size))
+
+
 # --- renderers ------------------------------------------------------------------------------------------------------
 
 RENDER = ["--prompt", "20000", "--completion", "8000", "--vllm-version", "0.32.0", "--device", "cuda", "--gpu", "H100-80GB", "--gpus", "8"]

@@ -67,16 +67,16 @@ class Layout:
         return f"TP {tp} x PP {pp} x DP {dp}" + (" + EP" if self.plan.enable_expert_parallel else "")
 
 
-def shapes(spec: ModelSpec, inv: GpuInventory, fixed: Fixed) -> list[tuple[int, int, int]]:
+def shapes(spec: ModelSpec, inv: GpuInventory) -> list[tuple[int, int, int]]:
     """Every TP x PP x DP on at most `inv.count` GPUs that vLLM accepts for this model (heads split evenly over TP or
-    replicated, at least one layer per pipeline stage), keeping what the user set."""
+    KV heads replicated, at least one layer per pipeline stage)."""
     out = []
     n = inv.count
     for tp in range(1, n + 1):
         for pp in range(1, n // tp + 1):
             if check_parallelism(spec, tp, pp, inv):
                 continue
-            out += [(tp, pp, dp) for dp in range(1, n // (tp * pp) + 1) if fixed.admits(tp, pp, dp)]
+            out += [(tp, pp, dp) for dp in range(1, n // (tp * pp) + 1)]
     return out
 
 
@@ -117,11 +117,10 @@ def rank_key(layout: Layout, auto: bool) -> tuple:
 
 def search(spec: ModelSpec, inv: GpuInventory, req: Requirements, fixed: Fixed, exact: bool = False) -> list[Layout]:
     """Every valid layout on up to `inv.count` GPUs, best first; `recommended` marks the best fitting one that keeps
-    what the user set (none when nothing fits). Layouts that break the user's choices are listed too (what they would
-    give), unless the user fixed nothing to compare against."""
+    what the user set (none when nothing fits). Layouts other than the user's sizes are listed too: what they would give."""
     auto = req.max_model_len == AUTO
     rows = []
-    for shape in shapes(spec, inv, Fixed()):
+    for shape in shapes(spec, inv):
         try:
             rows.append(evaluate(spec, inv, req, shape, expert_parallel_for(spec, shape[2], fixed), exact))
         except PlanError:
@@ -204,7 +203,7 @@ def plan_with_layouts(spec: ModelSpec, inventories: list[GpuInventory], req: Req
         plan = make_plan(spec, replace(inv, gpus=inv.gpus[:used]) if exact else inv, req)
         kinds = " or ".join(dict.fromkeys(i.name for i in inventories))
         note = f"no layout of up to {max(i.count for i in inventories)} x {kinds} fits this request"
-        closest = max(every, key=lambda r: r.plan.total_concurrency, default=None)
+        closest = max(every, key=lambda r: (r.plan.total_concurrency, r.plan.memory.kv_available), default=None)
         if closest is not None:
             where = f"{closest.gpus} x {closest.plan.gpu_name}"
             note += f"; the closest, {closest.name} on {where}, holds {closest.plan.total_concurrency:.2f} at once"
