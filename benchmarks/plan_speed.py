@@ -6,6 +6,7 @@ Target: median under 0.3 s on the 2-core CI machines. Run: python benchmarks/pla
 from __future__ import annotations
 
 import json
+import os
 import statistics
 import subprocess
 import sys
@@ -91,6 +92,7 @@ def layout_timing(runs: int) -> None:
                 f"layouts {repo} {label}: 8 x H100 ({count} layouts) median {one * 1000:.0f} ms; "
                 f"all {len(presets)} presets x up to 8 GPUs median {every * 1000:.0f} ms"
             )
+    os.environ["HF_HUB_OFFLINE"] = "1"  # the built-in catalog answers: no network wait in the timing
     base = [sys.executable, "-m", "launcher", "plan", "--model", "Qwen/Qwen2.5-32B-Instruct", "--prompt", "20000", "--completion", "8000"]
     for label, extra in (("--gpu H100-80GB --gpus 8", ["--gpu", "H100-80GB", "--gpus", "8"]), ("--gpu all", ["--gpu", "all"])):
         wall = median_wall([*base, *extra, "--min-concurrency", "16", "--json"], runs)
