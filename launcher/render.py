@@ -50,6 +50,7 @@ NUMERIC_OPTIONS = {
     "gpu-memory-utilization",
     "tensor-parallel-size",
     "pipeline-parallel-size",
+    "data-parallel-size",
     "block-size",
     "max-num-batched-tokens",
     "max-num-seqs",

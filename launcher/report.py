@@ -7,6 +7,7 @@ from typing import Any
 
 from launcher import __version__
 from launcher.hardware import GiB
+from launcher.sizing.layouts import Layout, best_per_gpu_count
 from launcher.sizing.plan import Plan
 
 
@@ -25,6 +26,7 @@ def plan_json(plan: Plan) -> dict[str, Any]:
         "estimated_max_model_len": plan.estimated_max_model_len,
         "tensor_parallel_size": plan.tensor_parallel_size,
         "pipeline_parallel_size": plan.pipeline_parallel_size,
+        "data_parallel_size": plan.data_parallel_size,
         "vllm_args": list(plan.vllm_args),
         "env": dict(plan.env),
         "working_command": list(plan.working_command) if plan.working_command else None,
@@ -72,7 +74,51 @@ def plan_json(plan: Plan) -> dict[str, Any]:
         "notes": list(plan.notes),
         "weights_source": plan.weights_source,
         "facts_source": plan.facts_source,
+        "enable_expert_parallel": plan.enable_expert_parallel,
+        "total_concurrency": round(plan.total_concurrency, 4),
+        "layout_reason": plan.layout_reason,
+        "layouts": [layout_json(row) for row in plan.layouts],
     }
+
+
+def layout_json(row: Layout) -> dict[str, Any]:
+    """One ranked layout; documented in the README next to the plan contract (keep names and meanings stable).
+    KV tokens and max_concurrency are per replica, memory per GPU; total_concurrency counts every replica."""
+    p = row.plan
+    return {
+        "gpu": p.gpu_name,
+        "gpus": row.gpus,
+        "tensor_parallel_size": p.tensor_parallel_size,
+        "pipeline_parallel_size": p.pipeline_parallel_size,
+        "data_parallel_size": p.data_parallel_size,
+        "enable_expert_parallel": p.enable_expert_parallel,
+        "max_model_len": p.max_model_len,
+        "kv_cache_tokens": p.kv_cache_tokens,
+        "max_concurrency": round(p.max_concurrency, 4),
+        "total_concurrency": round(p.total_concurrency, 4),
+        "fits": p.fits,
+        "recommended": row.recommended,
+        "gpu_memory_bytes": p.total_memory_bytes,
+        "weights_bytes": p.memory.weights,
+        "kv_cache_memory_bytes": p.memory.kv_available,
+        "headroom_bytes": row.headroom_bytes,
+        "problems": list(p.problems),
+    }
+
+
+def layout_tables(plan: Plan) -> dict[str, Any]:
+    """What the text report shows of the ranking: per GPU type, its recommended (or closest) layout; for one type, the
+    best layout for each number of GPUs."""
+    by_type: dict[str, list[Layout]] = {}
+    for row in plan.layouts:
+        by_type.setdefault(row.plan.gpu_name, []).append(row)
+    rent = []
+    for name, rows in by_type.items():
+        chosen = next((r for r in rows if r.recommended), None)
+        closest = max(rows, key=lambda r: (r.plan.total_concurrency, r.plan.memory.kv_available)) if rows else None
+        rent.append({"gpu": name, "row": chosen, "closest": closest, "up_to": max((r.gpus for r in rows), default=0)})
+    per_count = best_per_gpu_count(next(iter(by_type.values()))) if len(by_type) == 1 else []
+    return {"rent": rent if len(by_type) > 1 else [], "per_count": per_count, "count": len(plan.layouts)}
 
 
 def shell_command(plan: Plan, argv: list[str] | None = None) -> str:
@@ -84,7 +130,7 @@ def shell_command(plan: Plan, argv: list[str] | None = None) -> str:
 def plan_text(plan: Plan) -> str:
     from launcher.render import render  # jinja2: only when text is wanted (--json stays lighter)
 
-    return render("plan.txt.j2", plan=plan, m=plan.memory, GiB=GiB, command=shell_command(plan))
+    return render("plan.txt.j2", plan=plan, m=plan.memory, GiB=GiB, command=shell_command(plan), layouts=layout_tables(plan))
 
 
 def vllm_config_yaml(plan: Plan) -> str:

@@ -130,7 +130,8 @@ class PlanSettings(ModelSettings):
     max_model_len_cap: PositiveInt | None = None
     """With --max-model-len auto: the longest length to choose (default: the model's own limit)."""
     gpu: str | None = None
-    """Plan for this GPU instead of the local ones (presets: see `vllm-launch gpus --presets`)."""
+    """Plan for this GPU instead of the local ones (presets: see `vllm-launch gpus --presets`); several, comma-separated,
+    or `all`, with --min-concurrency: how many of which GPU, in which layout (capacity planning)."""
     gpu_memory: HumanInt | None = Field(None, gt=0)
     """Total memory per GPU as CUDA reports it, in bytes (32G, 80G, 85899345920...), instead of --gpu."""
     gpus: PositiveInt | None = None
@@ -171,6 +172,11 @@ class PlanSettings(ModelSettings):
     """The vllm executable (its version and build, CUDA or CPU, select the rules; `serve` runs it)."""
     served_model_name: str | None = None
     """vLLM's --served-model-name."""
+    data_parallel_size: PositiveInt = 1
+    """vLLM's --data-parallel-size: replicas of the TP x PP engine, each with its own KV cache. Leave out TP, PP and DP
+    on several GPUs to have the best layout chosen."""
+    enable_expert_parallel: bool = False
+    """vLLM's --enable-expert-parallel (MoE models; chosen with data parallelism unless set)."""
     json_output: bool = Field(False, alias="json")
     """Print the plan as one JSON object (stable keys)."""
     format: Literal["text", "json", "args", "vllm-config"] = "text"

@@ -10,13 +10,16 @@ from dataclasses import replace
 
 from launcher import gpus as gpu_adapter
 from launcher.errors import UserError
-from launcher.hardware import GiB, Gpu, GpuInventory, find_preset, inventory_from_preset, inventory_from_size, preset_names
+from launcher.hardware import GPU_PRESETS, GiB, Gpu, GpuInventory, find_preset, inventory_from_preset, inventory_from_size, preset_names
 from launcher.installed import InstalledVllm, find_vllm
 from launcher.model.reader import read_model
 from launcher.output import emit
 from launcher.report import plan_json, plan_text, vllm_config_yaml
 from launcher.settings import PlanSettings
+from launcher.sizing import layouts
 from launcher.sizing.plan import Plan, PlanError, Requirements, make_plan
+
+GPUS_PER_NODE = 8  # capacity planning without --gpus looks for layouts of up to one 8-GPU node
 
 
 def host_inventory() -> GpuInventory:
@@ -26,21 +29,54 @@ def host_inventory() -> GpuInventory:
     return GpuInventory((Gpu(0, "CPU (host memory)", vm.total, vm.available),), "host memory", device="cpu")
 
 
-def inventory_for(s: PlanSettings, cpu: bool) -> GpuInventory:
-    count = s.gpus or s.tensor_parallel_size * s.pipeline_parallel_size
+def gpu_types(s: PlanSettings) -> list[str]:
+    """--gpu as given: one preset, a comma-separated list of them, or `all` (every preset)."""
+    if not s.gpu:
+        return []
+    if s.gpu.strip().lower() == "all":
+        return list(GPU_PRESETS)
+    names = [name.strip() for name in s.gpu.split(",") if name.strip()]
+    unknown = [name for name in names if find_preset(name) is None]
+    if unknown or not names:
+        raise UserError(
+            f"unknown GPU {', '.join(map(repr, unknown or [s.gpu]))}",
+            "presets carry each GPU's memory as CUDA reports it",
+            f"use one of: {', '.join(preset_names())} (several: comma-separated; every preset: all); or --gpu-memory SIZE --gpus N",
+        )
+    return names
+
+
+def capacity_planning(s: PlanSettings) -> bool:
+    """Planning for GPUs you do not have yet, without --gpus: several GPU types, or a GPU and a --min-concurrency target,
+    ask how many GPUs, in which layout."""
+    offline = bool(s.gpu or s.gpu_memory) and s.gpus is None
+    return offline and (len(gpu_types(s)) > 1 or "min_concurrency" in s.model_fields_set)
+
+
+def layout_count(s: PlanSettings) -> int:
+    return s.tensor_parallel_size * s.pipeline_parallel_size * s.data_parallel_size
+
+
+def inventory_for(s: PlanSettings, cpu: bool, gpu: str | None = None) -> GpuInventory:
+    count = s.gpus or (GPUS_PER_NODE if capacity_planning(s) else layout_count(s))
     if cpu:
         return host_inventory()
     if s.gpu:
-        if find_preset(s.gpu) is None:
-            raise UserError(
-                f"unknown GPU {s.gpu!r}",
-                "presets carry each GPU's memory as CUDA reports it",
-                f"use one of: {', '.join(preset_names())}; or --gpu-memory SIZE --gpus N",
-            )
-        return inventory_from_preset(s.gpu, count, max_gpus=0 if s.gpus else 8)
+        return inventory_from_preset(gpu or gpu_types(s)[0], count, max_gpus=0 if s.gpus else GPUS_PER_NODE)
     if s.gpu_memory:
-        return inventory_from_size(s.gpu_memory, count, max_gpus=0 if s.gpus else 8)
+        return inventory_from_size(s.gpu_memory, count, max_gpus=0 if s.gpus else GPUS_PER_NODE)
     return gpu_adapter.require_inventory()
+
+
+def fixed_layout(s: PlanSettings) -> layouts.Fixed:
+    """What the user set (flags, environment or config file): kept by the layout search."""
+    given = s.model_fields_set
+    return layouts.Fixed(
+        s.tensor_parallel_size if "tensor_parallel_size" in given else None,
+        s.pipeline_parallel_size if "pipeline_parallel_size" in given else None,
+        s.data_parallel_size if "data_parallel_size" in given else None,
+        s.enable_expert_parallel if "enable_expert_parallel" in given else None,
+    )
 
 
 def requirements_for(s: PlanSettings, version: str | None) -> Requirements:
@@ -85,6 +121,8 @@ def requirements_for(s: PlanSettings, version: str | None) -> Requirements:
         vllm_version=version,
         served_model_name=s.served_model_name,
         hf_overrides=s.hf_overrides,
+        data_parallel_size=s.data_parallel_size,
+        enable_expert_parallel=s.enable_expert_parallel,
     )
 
 
@@ -102,11 +140,11 @@ def build_plan(s: PlanSettings, installed: InstalledVllm | None = None) -> Plan:
     if inventory.device == "cpu" and cpu_kv_space.isdigit():
         # vLLM's CPU backend takes its KV size (GiB) from this variable, over --kv-cache-memory-bytes.
         requirements = replace(requirements, kv_cache_memory_bytes=int(cpu_kv_space) * GiB)
-    if inventory.device != "cpu" and s.tensor_parallel_size * s.pipeline_parallel_size > inventory.count:
+    if inventory.device != "cpu" and layout_count(s) > inventory.count:
         raise UserError(
-            f"TP x PP = {s.tensor_parallel_size * s.pipeline_parallel_size} GPUs asked, {inventory.count} present",
+            f"TP x PP x DP = {layout_count(s)} GPUs asked, {inventory.count} present",
             "vLLM needs one GPU per rank (World size is larger than the number of available GPUs)",
-            "lower --tensor-parallel-size/--pipeline-parallel-size, or pass --gpus N when planning offline",
+            "lower --tensor-parallel-size/--pipeline-parallel-size/--data-parallel-size, or pass --gpus N when planning offline",
         )
     if spec.num_attention_heads % s.tensor_parallel_size:
         divisors = [n for n in range(1, spec.num_attention_heads + 1) if spec.num_attention_heads % n == 0 and n <= 16]
@@ -116,6 +154,10 @@ def build_plan(s: PlanSettings, installed: InstalledVllm | None = None) -> Plan:
             f"use one of: {', '.join(map(str, divisors))}",
         )
     try:
+        known = s.gpus is not None or capacity_planning(s) or not (s.gpu or s.gpu_memory)  # NVML, --gpus, or what to rent
+        if inventory.device != "cpu" and inventory.count > 1 and known:
+            inventories = [inventory, *(inventory_for(s, cpu, name) for name in gpu_types(s)[1:])]
+            return layouts.plan_with_layouts(spec, inventories, requirements, fixed_layout(s), exact=capacity_planning(s))
         return make_plan(spec, inventory, requirements)
     except PlanError as exc:
         raise UserError(str(exc), "", "check the sizes you passed") from exc

@@ -12,7 +12,7 @@ from typing import Any
 from pydantic_settings import BaseSettings
 
 from launcher import __version__
-from launcher.commands.plan import build_plan
+from launcher.commands.plan import build_plan, capacity_planning
 from launcher.errors import UserError
 from launcher.output import emit
 from launcher.render import args_to_options, render
@@ -126,8 +126,49 @@ def launcher_path(executable: str) -> str:
     return executable if "/" in executable else (shutil.which(executable) or executable)
 
 
-def context(s: RenderSettings, plan: Plan | None) -> dict[str, Any]:
-    gpus = s.gpus_per_node or s.tensor_parallel_size * s.pipeline_parallel_size
+def pinned_layout(s: RenderSettings, plan: Plan) -> RenderSettings:
+    """The file runs the layout the plan chose (a unit or init container re-planning would otherwise search again)."""
+    update: dict[str, Any] = {
+        "tensor_parallel_size": plan.tensor_parallel_size,
+        "pipeline_parallel_size": plan.pipeline_parallel_size,
+        "data_parallel_size": plan.data_parallel_size,
+    }
+    if plan.enable_expert_parallel != s.enable_expert_parallel:
+        update["enable_expert_parallel"] = plan.enable_expert_parallel
+    return s.model_copy(update=update)
+
+
+def k8s_layout(s: RenderSettings, plan: Plan | None) -> tuple[RenderSettings, str]:
+    """Kubernetes pods for the layout, and why. A dense model's data-parallel ranks are independent engines (vLLM treats
+    them "like DP=1", v1/engine/core.py run_engine_core), so DP becomes replicas of a TP x PP pod: each schedules on any
+    node with that many free GPUs, restarts alone, and the Service spreads requests over them. A MoE model's DP ranks
+    shard the experts over TP x DP and synchronise every forward pass: one pod, one vLLM server, --data-parallel-size."""
+    if plan is not None:
+        s = pinned_layout(s, plan)
+    dp = s.data_parallel_size
+    if dp == 1:
+        return s, ""
+    pod = s.tensor_parallel_size * s.pipeline_parallel_size
+    if not is_moe(s):
+        split = s.model_copy(update={"data_parallel_size": 1, "replicas": s.replicas * dp, "min_concurrency": s.min_concurrency / dp})
+        return split, (
+            f"data parallel {dp} as {dp} replicas of a {pod}-GPU pod: a dense model's DP ranks are independent, so separate pods "
+            f"schedule on any node with {pod} free GPU(s), restart alone, and the Service spreads requests over them"
+        )
+    return s, (
+        f"data parallel {dp} in one {pod * dp}-GPU pod (--data-parallel-size {dp}): a MoE model's DP ranks shard the experts "
+        "over TP x DP and synchronise every forward pass, so they must be one vLLM server"
+    )
+
+
+def is_moe(s: RenderSettings) -> bool:
+    from launcher.model.reader import read_model
+
+    return read_model(s.model, s.revision, s.hf_overrides).is_moe
+
+
+def context(s: RenderSettings, plan: Plan | None, layout_note: str = "") -> dict[str, Any]:
+    gpus = s.gpus_per_node or s.tensor_parallel_size * s.pipeline_parallel_size * s.data_parallel_size
     served = s.served_model_name or s.model
     return {
         "s": s,
@@ -160,6 +201,7 @@ def context(s: RenderSettings, plan: Plan | None) -> dict[str, Any]:
         "mem_k8s": re.sub(r"([KMGT])$", r"\1i", s.mem.upper()) if re.match(r"^\d+[KMGTkmgt]$", s.mem) else s.mem,
         "systemd_quote": systemd_quote,
         "shquote": shlex.quote,
+        "layout_note": layout_note,
     }
 
 
@@ -167,14 +209,25 @@ def run(s: RenderSettings) -> int:
     refuse_secrets(s)
     s = multinode_settings(s)
     plan = None
-    if s.target != "k8s":  # Kubernetes sizes on the node, in its init container
+    # Kubernetes sizes on the node, in its init container; it plans here only to choose the layout (offline GPUs given).
+    layout_wanted = s.nodes == 1 and bool(s.gpu or s.gpu_memory) and (s.gpus is not None or capacity_planning(s))
+    if s.target != "k8s" or layout_wanted:
         plan = build_plan(s)
         if not plan.fits:
             sys.stderr.write(plan_text(plan))
             print(f"vllm-launch render: the plan does not fit; no {s.target} file was written", file=sys.stderr)
             return 1
-        if s.max_model_len == -1:  # the file carries the length auto resolved to, not a new search on the node
+        if s.max_model_len == -1 and s.target != "k8s":  # the file carries the length auto resolved to, not a new search
             s = s.model_copy(update={"max_model_len": plan.max_model_len, "max_model_len_cap": None})
+        if plan.layout_reason:
+            print(f"vllm-launch render: {plan.layout_reason}", file=sys.stderr)
+    layout_note = ""
+    if s.target == "k8s":
+        s, layout_note = k8s_layout(s, plan)
+        if layout_note:
+            print(f"vllm-launch render: {layout_note}", file=sys.stderr)
+    elif plan is not None and plan.layouts:
+        s = pinned_layout(s, plan)
     template = {
         "command": "command.sh.j2",
         "vllm-config": "vllm-config.yaml.j2",
@@ -182,6 +235,6 @@ def run(s: RenderSettings) -> int:
         "slurm": "slurm.sbatch.j2",
         "k8s": "k8s.yaml.j2",
     }[s.target]
-    text = render(template, **context(s, plan))
+    text = render(template, **context(s, plan, layout_note))
     emit(text, s.output, s.force, mode=0o755 if s.target in ("command", "slurm") else 0o644)
     return 0

@@ -250,6 +250,8 @@ def run(s: ServeSettings) -> int:
             console.say("not starting vLLM: the plan does not fit (see above); nothing was launched")
             return 1
         return 0
+    if plan.layout_reason:
+        console.say(plan.layout_reason)
     preflight.check_vllm(installed)
     preflight.check_port(s.host or "0.0.0.0", s.port)
     log_path = s.log_file or Path(f"vllm-launch-{s.port}.log")

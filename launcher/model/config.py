@@ -282,6 +282,18 @@ def estimate_parameters(cfg: dict[str, Any], layers: tuple[LayerSpec, ...]) -> t
     return per_layer * len(layers), embed, lm_head
 
 
+def routed_expert_parameters(cfg: dict[str, Any], layers: tuple[LayerSpec, ...]) -> int:
+    """Parameters of the routed experts (gate, up and down projections), the part vLLM shards over TP x DP ranks.
+    DeepSeek-style `first_k_dense_replace` layers have a dense MLP instead."""
+    experts = _int(cfg, "num_local_experts", "num_experts", "n_routed_experts") or 0
+    if not experts:
+        return 0
+    hidden = _int(cfg, "hidden_size", "n_embd", "d_model") or 0
+    moe_inter = _int(cfg, "moe_intermediate_size") or _int(cfg, "intermediate_size", "ffn_dim", "n_inner") or 4 * hidden
+    moe_layers = max(0, len(layers) - int(cfg.get("first_k_dense_replace") or 0))
+    return 3 * hidden * moe_inter * experts * moe_layers
+
+
 def weight_facts(
     cfg: dict[str, Any], layers: tuple[LayerSpec, ...], dtype: str, quant: str | None, total_bytes: int | None, source: str
 ) -> WeightFacts:
@@ -292,7 +304,11 @@ def weight_facts(
         per_weight = QUANT_WEIGHT_BYTES.get(quant or "", elem) if quant else elem
         total_bytes = int(math.ceil(body * per_weight)) + embed_bytes + head_bytes
         source = "estimate"
-    return WeightFacts(total_bytes, source, min(embed_bytes, total_bytes // 2), min(head_bytes, total_bytes // 2))
+    embed_bytes, head_bytes = min(embed_bytes, total_bytes // 2), min(head_bytes, total_bytes // 2)
+    # The experts' share of the non-embedding bytes, by parameter count (checkpoint indexes give no per-tensor sizes).
+    experts = routed_expert_parameters(cfg, layers)
+    expert_bytes = int((total_bytes - embed_bytes - head_bytes) * min(1.0, experts / body)) if experts and body else 0
+    return WeightFacts(total_bytes, source, embed_bytes, head_bytes, expert_bytes)
 
 
 def moe_shape(cfg: dict[str, Any]) -> MoeShape | None:
@@ -348,4 +364,5 @@ def spec_from_config(
         multimodal=isinstance(config.get("vision_config"), dict) or "ForConditionalGeneration" in str(archs[0] if archs else ""),
         max_new_tokens=_int(gen, "max_new_tokens"),
         facts_source=facts_source,
+        num_experts=experts or 0,
     )

@@ -73,6 +73,8 @@ class WeightFacts:
     source: str  # "safetensors index", "safetensors headers", "hub metadata", "catalog", "estimate"
     embedding_bytes: int
     lm_head_bytes: int
+    # The routed experts' share of the checkpoint (MoE): data and expert parallelism split it over more ranks than the rest.
+    expert_bytes: int = 0
 
     @property
     def is_estimate(self) -> bool:
@@ -112,3 +114,4 @@ class ModelSpec:
     multimodal: bool = False  # vLLM profiles the vision encoder too
     max_new_tokens: int | None = None
     facts_source: str = ""
+    num_experts: int = 0  # routed experts per MoE layer

@@ -25,24 +25,51 @@ def length_ceiling(spec: ModelSpec, req: Requirements, rules: VersionRules) -> i
 
 
 def holds(plan: Plan, min_concurrency: float) -> bool:
-    """The KV cache takes one full-length request (vLLM starts) and `min_concurrency` of them at once."""
-    return plan.kv_fits and plan.max_concurrency >= min_concurrency
+    """The KV cache takes one full-length request (vLLM starts) and `min_concurrency` of them at once (over all
+    data-parallel replicas)."""
+    return plan.kv_fits and plan.total_concurrency >= min_concurrency
 
 
 def longest_length(spec: ModelSpec, inv: GpuInventory, req: Requirements) -> int | None:
-    """The largest length up to `length_ceiling` that holds `req.min_concurrency` requests; None when not even 1 token does."""
+    """The largest length up to `length_ceiling` that holds `req.min_concurrency` requests; None when not even 1 token does.
+
+    Each probe is one engine plan. The ceiling is tried first (it often holds); otherwise the search starts where the
+    ceiling's own concurrency points (requests at once fall about as the length grows), gallops to bracket the answer
+    and bisects the bracket: about a dozen plans instead of log2(ceiling)."""
     upper = length_ceiling(spec, req, rules_for(req.vllm_version))
 
-    def ok(length: int) -> bool:
-        return holds(assess(spec, inv, replace(req, max_model_len=length)), req.min_concurrency)
+    def at(length: int) -> Plan:
+        return assess(spec, inv, replace(req, max_model_len=length))
 
+    def ok(length: int) -> bool:
+        return holds(at(length), req.min_concurrency)
+
+    top = at(upper)
+    if holds(top, req.min_concurrency):
+        return upper
     if not ok(1):
         return None
-    lo, hi = 1, upper
-    while lo < hi:
-        mid = (lo + hi + 1) // 2
+    lo, hi = 1, upper  # ok(lo), not ok(hi)
+    guess = min(upper - 1, max(2, int(upper * top.total_concurrency / req.min_concurrency)))
+    step = max(1, guess // 512)
+    if ok(guess):
+        lo = guess
+        while lo + step < hi:
+            if not ok(lo + step):
+                hi = lo + step
+                break
+            lo, step = lo + step, step * 4
+    else:
+        hi = guess
+        while hi - step > lo:
+            if ok(hi - step):
+                lo = hi - step
+                break
+            hi, step = hi - step, step * 4
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
         if ok(mid):
             lo = mid
         else:
-            hi = mid - 1
+            hi = mid
     return lo

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
+from typing import TYPE_CHECKING
 
 from launcher.hardware import GiB, GpuInventory, GpuProcess
 from launcher.model.config import DTYPE_BYTES
@@ -17,6 +18,9 @@ from launcher.sizing.versions import (
     rules_for,
     uses_v2_model_runner,
 )
+
+if TYPE_CHECKING:
+    from launcher.sizing.layouts import Layout
 
 DEFAULT_BUFFER = 1000
 AUTO = -1  # --max-model-len auto / -1: the longest length that holds --min-concurrency full-length requests
@@ -53,6 +57,8 @@ class Requirements:
     vllm_version: str | None = None
     served_model_name: str | None = None
     hf_overrides: str | None = None
+    data_parallel_size: int = 1  # replicas of the TP x PP engine, each with its own KV cache
+    enable_expert_parallel: bool = False
 
     def resolved_max_model_len(self) -> int:
         if self.max_model_len == AUTO:
@@ -121,6 +127,16 @@ class Plan:
     async_scheduling: bool = True
     v2_model_runner: bool = False
     hybrid_allocator_disabled: bool = False
+    # Per-replica numbers above; data parallelism runs this many replicas of the TP x PP engine.
+    data_parallel_size: int = 1
+    enable_expert_parallel: bool = False
+    layouts: tuple[Layout, ...] = ()  # every TP x PP x DP layout ranked on the GPUs (launcher.sizing.layouts)
+    layout_reason: str = ""  # why the plan's layout was chosen
+
+    @property
+    def total_concurrency(self) -> float:
+        """Full-length requests at once over all data-parallel replicas."""
+        return self.max_concurrency * self.data_parallel_size
 
     @property
     def kv_cache_memory_bytes(self) -> int:
@@ -205,7 +221,7 @@ def stage_kv_layers(spec: ModelSpec, pp: int, rules: VersionRules) -> list[froze
     return [frozenset(page_of_layer[i] for i in stage if i in page_of_layer) for stage in kv.split_layers(len(spec.layers), pp, rules)]
 
 
-def check_parallelism(spec: ModelSpec, tp: int, pp: int, inv: GpuInventory) -> list[str]:
+def check_parallelism(spec: ModelSpec, tp: int, pp: int, inv: GpuInventory, dp: int = 1) -> list[str]:
     problems = []
     if spec.num_attention_heads % tp:
         problems.append(f"Total number of attention heads ({spec.num_attention_heads}) must be divisible by tensor parallel size ({tp}).")
@@ -217,8 +233,9 @@ def check_parallelism(spec: ModelSpec, tp: int, pp: int, inv: GpuInventory) -> l
             problems.append(f"tensor parallel size {tp} is not a multiple of the {kv_heads} KV heads to replicate.")
     if pp > len(spec.layers):
         problems.append(f"pipeline parallel size {pp} exceeds the model's {len(spec.layers)} layers.")
-    if inv.device != "cpu" and tp * pp > inv.count:
-        problems.append(f"TP x PP = {tp * pp} GPUs are needed but only {inv.count} are available.")
+    if inv.device != "cpu" and tp * pp * dp > inv.count:
+        sizes = f"TP x PP x DP = {tp * pp * dp}" if dp > 1 else f"TP x PP = {tp * pp}"
+        problems.append(f"{sizes} GPUs are needed but only {inv.count} are available.")
     return problems
 
 
@@ -237,6 +254,30 @@ def rope_cache_bytes(spec: ModelSpec, dtype: str) -> int:
     rotary = attention[0].head_size if attention else 64  # MLA rotates qk_rope_head_dim (64) dimensions
     positions = int(spec.context.lengths.get("max_position_embeddings", 0))
     return positions * rotary * DTYPE_BYTES[dtype]
+
+
+def expert_share(num_experts: int, tp: int, dp: int, expert_parallel: bool) -> float:
+    """The fraction of a MoE layer's routed experts one rank holds. vLLM shards the expert layers over all TP x DP ranks
+    (`FusedMoEParallelConfig.make`, flatten_tp_across_dp_and_pcp, vllm 0.32/0.33 model_executor/layers/fused_moe/config.py):
+    as tensor slices without expert parallelism, as whole experts with it, the first `E mod (TP x DP)` ranks holding one
+    more (`determine_expert_map`, fused_moe/expert_map_manager.py); the rank holding the most sets the budget."""
+    ranks = tp * dp
+    if expert_parallel and ranks > 1 and num_experts:
+        return -(-num_experts // ranks) / num_experts
+    return 1 / ranks
+
+
+def rank_weights(spec: ModelSpec, stage: int, pp: int, layer_range: range, req: Requirements, dtype: str) -> int:
+    """Weight bytes on one rank of a pipeline stage: attention, embeddings and dense MLPs split over TP (replicated on
+    every DP replica), routed experts over TP x DP, and the rotary cache every rank holds whole."""
+    tp, dp = req.tensor_parallel_size, req.data_parallel_size
+    stage_bytes = stage_weights(spec, stage, pp, len(layer_range))
+    experts = spec.weights.expert_bytes * len(layer_range) // max(1, len(spec.layers))
+    rope = rope_cache_bytes(spec, dtype)
+    if not (spec.is_moe and experts):
+        return memory.rank_weights(stage_bytes, rope, tp)
+    share = expert_share(spec.num_experts, tp, dp, req.enable_expert_parallel)
+    return memory.rank_weights(stage_bytes - experts, rope, tp) + int(experts * share)
 
 
 def stage_budgets(
@@ -261,7 +302,7 @@ def stage_budgets(
     for s, layer_range in enumerate(kv.split_layers(len(spec.layers), pp, rules)):
         on_stage = {page_of_layer[i] for i in layer_range if i in page_of_layer}
         bpb = kv.bytes_per_block(groups, on_stage if pp > 1 else None)
-        weights = memory.rank_weights(stage_weights(spec, s, pp, len(layer_range)), rope_cache_bytes(spec, dtype), tp)
+        weights = rank_weights(spec, s, pp, layer_range, req, dtype)
         if req.kv_cache_memory_bytes is not None:
             budget = memory.StageMemory(s, requested, weights, 0, 0, 0, req.kv_cache_memory_bytes, True)
         else:
@@ -324,9 +365,9 @@ def assess(spec: ModelSpec, inv: GpuInventory, req: Requirements) -> Plan:
     length = req.resolved_max_model_len()
     if length <= 0:
         raise PlanError(f"max_model_len must be a positive integer, got {length}")
-    tp, pp = req.tensor_parallel_size, req.pipeline_parallel_size
+    tp, pp, dp = req.tensor_parallel_size, req.pipeline_parallel_size, req.data_parallel_size
     gmu = req.gpu_memory_utilization if req.gpu_memory_utilization is not None else rules.default_gpu_memory_utilization
-    problems = check_parallelism(spec, tp, pp, inv)
+    problems = check_parallelism(spec, tp, pp, inv, dp)
     context = derive_context_limit(spec.context, spec.model_type, rules)
     notes: list[str] = []
     if length > context.derived and not req.allow_long_max_model_len:
@@ -378,7 +419,9 @@ def assess(spec: ModelSpec, inv: GpuInventory, req: Requirements) -> Plan:
     inflight = concurrent_batches(rules, pp=pp, async_scheduling=async_scheduling, v2_runner=v2_runner) * tokens
 
     # vLLM runs its ranks on the first TP x PP visible GPUs; each rank profiles its own GPU and all use the smallest result.
-    used = inv.gpus[:world] if inv.device != "cpu" and inv.count >= world else inv.gpus
+    # Data-parallel replica d takes the next TP x PP (get_physical_gpu_ids_for_local_dp_rank, vllm 0.32 v1/engine/utils.py);
+    # each replica sizes its own KV cache, and the tightest replica is reported.
+    used = inv.gpus[: world * dp] if inv.device != "cpu" and inv.count >= world * dp else inv.gpus
     gpu = min(used, key=lambda g: g.total_bytes)
     total, free = gpu.total_bytes, min(g.free_bytes for g in used)
     requested = memory.requested_bytes(total, gmu)
@@ -407,8 +450,11 @@ def assess(spec: ModelSpec, inv: GpuInventory, req: Requirements) -> Plan:
             f"of KV cache, {cap.usable_bytes / GiB:.2f} GiB is available; vLLM refuses to start "
             f"(estimated maximum model length {estimated})."
         )
-    elif concurrency < req.min_concurrency:
-        problems.append(f"maximum concurrency {concurrency:.2f} is below the requested --min-concurrency {req.min_concurrency:g}.")
+    elif concurrency * dp < req.min_concurrency:
+        replicas = f" ({dp} replicas x {concurrency:.2f})" if dp > 1 else ""
+        problems.append(
+            f"maximum concurrency {concurrency * dp:.2f}{replicas} is below the requested --min-concurrency {req.min_concurrency:g}."
+        )
 
     if req.kv_cache_memory_bytes is not None and not rules.kv_cache_memory_bytes_flag and inv.device != "cpu":
         problems.append(
@@ -491,6 +537,8 @@ def assess(spec: ModelSpec, inv: GpuInventory, req: Requirements) -> Plan:
         async_scheduling=async_scheduling,
         v2_model_runner=v2_runner,
         hybrid_allocator_disabled=not hybrid,
+        data_parallel_size=dp,
+        enable_expert_parallel=req.enable_expert_parallel,
     )
 
 
@@ -504,6 +552,10 @@ def vllm_serve_args(model: str, length: int, gmu: float, req: Requirements, bloc
         args += ["--tensor-parallel-size", str(req.tensor_parallel_size)]
     if req.pipeline_parallel_size != 1:
         args += ["--pipeline-parallel-size", str(req.pipeline_parallel_size)]
+    if req.data_parallel_size != 1:
+        args += ["--data-parallel-size", str(req.data_parallel_size)]
+    if req.enable_expert_parallel:
+        args.append("--enable-expert-parallel")
     if req.dtype != "auto":
         args += ["--dtype", req.dtype]
     if req.kv_cache_dtype != "auto":
