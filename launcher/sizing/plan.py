@@ -103,6 +103,9 @@ class Plan:
     env: tuple[tuple[str, str], ...] = ()
     remedies: tuple[Remedy, ...] = field(default_factory=tuple)
     notes: tuple[str, ...] = field(default_factory=tuple)
+    # Why the KV numbers may not be vLLM's: config fields or layer types the model reader does not understand.
+    # Listed in `problems` too, but they do not make the plan unfit: `serve` starts such a plan only with --force.
+    unverified: tuple[str, ...] = ()
 
     @property
     def kv_cache_memory_bytes(self) -> int:
@@ -186,14 +189,11 @@ def stage_budgets(
 ) -> list[tuple[memory.StageMemory, int, int]]:
     """Per pipeline stage: its memory budget, its bytes per block (its layers of each group), and its block count."""
     tp, pp = req.tensor_parallel_size, req.pipeline_parallel_size
-    page_of_layer, index = {}, 0  # model layer -> KV layer index (shared-KV layers have none)
-    for i, layer in enumerate(spec.layers):
-        if layer.kind != "shared":
-            page_of_layer[i], index = index, index + 1
+    owners = [i for i, _ in kv.kv_layers(spec.layers)]  # KV layer index -> model layer (shared-KV layers have none)
     on_gpu = inv.device != "cpu"
     out = []
     for s, layer_range in enumerate(kv.split_layers(len(spec.layers), pp)):
-        on_stage = {page_of_layer[i] for i in layer_range if i in page_of_layer}
+        on_stage = {page for page, owner in enumerate(owners) if owner in layer_range}
         bpb = kv.bytes_per_block(groups, on_stage if pp > 1 else None)
         weights = stage_weights(spec, s, pp, len(layer_range)) // tp
         if req.kv_cache_memory_bytes is not None:
@@ -314,11 +314,12 @@ def make_plan(spec: ModelSpec, inv: GpuInventory, req: Requirements) -> Plan:
         )
     if spec.weights.is_estimate:
         notes.append("weights size is an estimate from the config's parameter count (no checkpoint index found)")
+    unverified = tuple(f"KV cache unverified for this model: {reason}; vLLM may allocate otherwise." for reason in spec.unverified)
     plan = Plan(
         model=spec.name,
         max_model_len=length,
         fits=not problems,
-        problems=tuple(problems),
+        problems=tuple(problems) + unverified,
         context=context,
         vllm_version=rules.label,
         device=inv.device,
@@ -348,6 +349,7 @@ def make_plan(spec: ModelSpec, inv: GpuInventory, req: Requirements) -> Plan:
         vllm_args=tuple(args),
         env=env,
         notes=tuple(notes),
+        unverified=unverified,
     )
     if not plan.fits:
         plan = replace(plan, remedies=tuple(find_remedies(spec, inv, req, plan, rules)))
