@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from launcher.model.spec import LayerSpec, MambaState
@@ -63,6 +63,9 @@ def need(c: Config, *keys: str) -> int:
 
 
 def n_layers(c: Config) -> int:
+    for key in ("layers_block_type", "hybrid_override_pattern"):  # Nemotron-H configs may give only the pattern
+        if "num_hidden_layers" not in c and isinstance(c.get(key), (list, str)) and c[key]:
+            return len(c[key])
     return need(c, "num_hidden_layers", "n_layer", "num_layers", "n_layers")
 
 
@@ -137,6 +140,8 @@ def hf_layer_types(c: Config) -> list[str] | None:
         if sw is None or not pattern:
             return ["full_attention"] * n
         return _every(n, int(pattern), "sliding_attention", "full_attention")
+    if mt == "afmoe":  # configuration_afmoe.py: every global_attn_every_n_layers-th layer is global
+        return _every(n, int(c.get("global_attn_every_n_layers", 4)), "sliding_attention", "full_attention")
     if mt in ("qwen3_next", "qwen3_5_text", "qwen3_5_moe_text"):
         return _every(n, int(c.get("full_attention_interval", 4)), "linear_attention", "full_attention")
     return None
@@ -238,6 +243,55 @@ def dbrx(c: Config) -> list[LayerSpec]:
     return [LayerSpec("full", kvh, derived_head_dim(c)) for _ in range(n_layers(c))]
 
 
+def mimo_v2(c: Config) -> list[LayerSpec]:
+    """mimo_v2.py: `hybrid_layer_pattern` 1 marks sliding layers with their own heads and sizes (`swa_*`), the others
+    are full attention with `num_key_value_heads`, `head_dim` and `v_head_dim` (values narrower than keys)."""
+    n, pattern = n_layers(c), c.get("hybrid_layer_pattern") or []
+    out = []
+    for i in range(n):
+        if i < len(pattern) and pattern[i] == 1:
+            hd = need(c, "swa_head_dim")
+            window = c.get("sliding_window_size", -1)
+            kvh, hv = need(c, "swa_num_key_value_heads"), _int(c, "swa_v_head_dim") or hd
+            out.append(
+                LayerSpec("sliding", kvh, hd, window=int(window), head_size_v=hv)
+                if window and window > 0
+                else LayerSpec("full", kvh, hd, head_size_v=hv)
+            )
+        else:
+            hd = need(c, "head_dim")
+            out.append(LayerSpec("full", need(c, "num_key_value_heads"), hd, head_size_v=_int(c, "v_head_dim") or hd))
+    return out
+
+
+def exaone_moe(c: Config) -> list[LayerSpec]:
+    """exaone_moe.py: sliding layers take their window from `sliding_windows[i]` when the config lists one per layer."""
+    n, kvh, hd = n_layers(c), key_value_heads(c), explicit_head_dim(c)
+    types = hf_layer_types(c) or ["full_attention"] * n
+    windows = c.get("sliding_windows")
+    out = []
+    for i in range(n):
+        window = None if types[i] == "full_attention" else (windows[i] if isinstance(windows, list) else sliding_window(c))
+        out.append(LayerSpec("sliding", kvh, hd, window=int(window)) if window else LayerSpec("full", kvh, hd))
+    return out
+
+
+def step3p5(c: Config) -> list[LayerSpec]:
+    # step3p5.py: num_attention_groups KV heads on every layer; the engine-wide window is cleared, so only layers marked
+    # sliding_attention slide
+    n, kvh, hd, sw = n_layers(c), need(c, "num_attention_groups"), explicit_head_dim(c), sliding_window(c)
+    types = hf_layer_types(c) or ["full_attention"] * n
+    return [
+        LayerSpec("sliding", kvh, hd, window=sw) if types[i] == "sliding_attention" and sw else LayerSpec("full", kvh, hd) for i in range(n)
+    ]
+
+
+def minicpm3(c: Config) -> list[LayerSpec]:
+    # minicpm3.py decompresses the latent: plain attention, every head caching qk_nope + qk_rope sized keys and values
+    head = need(c, "qk_nope_head_dim") + need(c, "qk_rope_head_dim")
+    return [LayerSpec("full", n_heads(c), head) for _ in range(n_layers(c))]
+
+
 def mla_latent(c: Config) -> int:
     return need(c, "kv_lora_rank") + int(c.get("qk_rope_head_dim", 64))
 
@@ -248,6 +302,12 @@ def mla(c: Config) -> list[LayerSpec]:
     if not c.get("kv_lora_rank"):
         return attention(c)
     return [LayerSpec("mla", 1, mla_latent(c)) for _ in range(n_layers(c))]
+
+
+def longcat_flash(c: Config) -> list[LayerSpec]:
+    # longcat_flash.py: every decoder layer runs two MLA attentions (self_attn.0 and self_attn.1), two latent caches
+    latent = mla_latent(c)
+    return [LayerSpec("mla", 1, latent, extra=(LayerSpec("mla", 1, latent),)) for _ in range(n_layers(c))]
 
 
 INDEXER_QUANT_BLOCK = 128  # deepseek_v2.py Indexer: fp8 keys plus one fp32 scale per 128 values
@@ -292,7 +352,8 @@ def gemma4(c: Config) -> list[LayerSpec]:
         sw = sw // 2 + 1
     global_hd = _int(c, "global_head_dim", default=512)
     global_kv = _int(c, "num_global_key_value_heads") if c.get("attention_k_eq_v", False) else None
-    overrides = c.get("per_layer_config") if isinstance(c.get("per_layer_config"), dict) else None
+    given = c.get("per_layer_config")
+    overrides = {int(k): v for k, v in given.items()} if isinstance(given, dict) else None  # keys are "05", "11", ...
     shared_from = n - int(c.get("num_kv_shared_layers") or 0)
     out = []
     for i in range(n):
@@ -301,7 +362,7 @@ def gemma4(c: Config) -> list[LayerSpec]:
             continue
         heads, size = kvh, hd
         if overrides is not None:
-            own = overrides.get(str(i), overrides.get(i)) or {}
+            own = overrides.get(i) or {}
             heads, size = int(own.get("num_key_value_heads", kvh)), int(own.get("head_dim", hd))
         elif types[i] == "full_attention":
             heads, size = global_kv or kvh, global_hd or hd
@@ -349,9 +410,13 @@ def hybrid(c: Config, kinds: list[str], state: MambaState, attn: list[LayerSpec]
     return out
 
 
+# Attention-free models (IsAttentionFree) run without prefix caching (config/model.py is_prefix_caching_supported),
+# so mamba_cache_mode stays "none" and a request holds one state block: align_blocks 1.
+
+
 def mamba(c: Config) -> list[LayerSpec]:
     # mamba.py (Mamba, FalconMamba): attention-free, one Mamba1 state per layer
-    state = mamba1_state(c, need(c, "intermediate_size"))
+    state = replace(mamba1_state(c, need(c, "intermediate_size")), align_blocks=1)
     return [LayerSpec("mamba", mamba=state) for _ in range(n_layers(c))]
 
 
@@ -365,7 +430,7 @@ def mamba2(c: Config) -> list[LayerSpec]:
         state=need(c, "state_size"),
         kernel=int(c.get("conv_kernel", 4)),
     )
-    return [LayerSpec("mamba", mamba=state) for _ in range(n_layers(c))]
+    return [LayerSpec("mamba", mamba=replace(state, align_blocks=1)) for _ in range(n_layers(c))]
 
 
 def nemotron_h(c: Config) -> list[LayerSpec]:
@@ -403,7 +468,7 @@ def jamba(c: Config) -> list[LayerSpec]:
 
 def granite_hybrid(c: Config) -> list[LayerSpec]:
     n = n_layers(c)
-    types = c.get("layer_types") or c.get("layers_block_type") or ["mamba"] * n
+    types = c.get("layer_types") or c.get("layers_block_type") or ["mamba"] * n  # new names, or mamba / attention
     kinds = ["attention" if t in ("attention", "full_attention") else "mamba" for t in types[:n]]
     heads, head_dim = need(c, "mamba_n_heads"), need(c, "mamba_d_head")
     state = mamba2_state(
@@ -431,13 +496,24 @@ def falcon_h1(c: Config) -> list[LayerSpec]:
     return [LayerSpec(a.kind, a.kv_heads, a.head_size, a.window, extra=(mixer,)) for a in attention(c)]
 
 
-def gated_deltanet(c: Config) -> list[LayerSpec]:
-    """Qwen3-Next / Qwen3.5 / OLMo-hybrid: `linear_attention` layers are Gated DeltaNet (gdn) states, the rest
-    gated full attention (qwen3_next.py, qwen3_5.py, olmo_hybrid.py)."""
+def gated_deltanet(c: Config, ssm_dtype: str | None = None) -> list[LayerSpec]:
+    """Qwen3-Next / OLMo-hybrid: `linear_attention` layers are Gated DeltaNet (gdn) states, the rest gated full
+    attention (qwen3_next.py, olmo_hybrid.py)."""
     n = n_layers(c)
     types = hf_layer_types(c) or ["full_attention"] * n
     kinds = ["mamba" if t == "linear_attention" else "attention" for t in types[:n]]
-    return hybrid(c, kinds, gdn_state(c))
+    state = gdn_state(c)
+    if ssm_dtype:
+        state = MambaState(
+            "gdn", state.conv_kernel, state.conv_dim, state.ssm_heads, state.ssm_head_dim, state.ssm_state, 2, ssm_dtype=ssm_dtype
+        )
+    return hybrid(c, kinds, state)
+
+
+def qwen3_5(c: Config) -> list[LayerSpec]:
+    """qwen3_5.py: Qwen3-Next's layout; the state dtype follows the config's `mamba_ssm_dtype`
+    (models/config.py Qwen3_5ForConditionalGenerationConfig)."""
+    return gated_deltanet(c, str(c["mamba_ssm_dtype"]) if c.get("mamba_ssm_dtype") else None)
 
 
 def lfm2(c: Config) -> list[LayerSpec]:
@@ -515,6 +591,16 @@ def generic(c: Config) -> list[LayerSpec]:
     return [LayerSpec("shared") if i >= shared_from else layer for i, layer in enumerate(layers)]
 
 
+def kimi_linear(c: Config) -> list[LayerSpec]:
+    """Kimi-Linear (models/kimi_k3, transformers_utils/configs/kimi_linear.py): layers listed (1-based) in
+    linear_attn_config["kda_layers"] keep a Kimi delta attention state, the others are MLA."""
+    la = c.get("linear_attn_config") or {}
+    kda = set(la.get("kda_layers") or [])
+    state = kda_state(int(la["num_heads"]), int(la["head_dim"]), int(la.get("short_conv_kernel_size", 4))) if kda else None
+    latent = mla_latent(c)
+    return [LayerSpec("mamba", mamba=state) if i + 1 in kda else LayerSpec("mla", 1, latent) for i in range(n_layers(c))]
+
+
 # --- the table ----------------------------------------------------------------------------------------------------
 
 
@@ -537,7 +623,7 @@ def row(read: Reading | None, source: str, keys: str = "", types: str = "", note
 
 M = "model_executor/models/"
 STD = "max_window_layers use_sliding_window sliding_window_pattern"
-MLA = "kv_lora_rank qk_rope_head_dim qk_nope_head_dim v_head_dim q_lora_rank"
+MLA = "kv_lora_rank qk_rope_head_dim qk_nope_head_dim qk_head_dim v_head_dim q_lora_rank"
 GDN = "linear_num_key_heads linear_key_head_dim linear_num_value_heads linear_value_head_dim linear_conv_kernel_dim full_attention_interval"
 MAMBA2 = (
     "mamba_n_heads mamba_d_head mamba_n_groups mamba_d_state mamba_d_conv mamba_expand mamba_d_ssm mamba_chunk_size "
@@ -551,7 +637,6 @@ ARCHITECTURES: dict[str, Row] = {
         name: row(attention, M + file, STD)
         for name, file in {
             "ApertusForCausalLM": "apertus.py",
-            "AfmoeForCausalLM": "afmoe.py",
             "BailingMoeForCausalLM": "bailing_moe.py",
             "BailingMoeV2ForCausalLM": "bailing_moe.py",
             "Ernie4_5ForCausalLM": "ernie45.py",
@@ -571,7 +656,6 @@ ARCHITECTURES: dict[str, Row] = {
             "HYV3ForCausalLM": "hy_v3.py",
             "InternLM3ForCausalLM": "llama.py",
             "IQuestCoderForCausalLM": "llama.py",
-            "LagunaForCausalLM": "laguna.py",
             "LlamaForCausalLM": "llama.py",
             "LLaMAForCausalLM": "llama.py",
             "Ministral3ForCausalLM": "mistral.py",
@@ -601,6 +685,8 @@ ARCHITECTURES: dict[str, Row] = {
             SmolLM3ForCausalLM Starcoder2ForCausalLM VaultGemmaForCausalLM GPTNeoXForCausalLM GPTBigCodeForCausalLM PhiForCausalLM"""
         )
     },
+    "AfmoeForCausalLM": row(attention, M + "afmoe.py", STD + " global_attn_every_n_layers"),
+    "LagunaForCausalLM": row(attention, M + "laguna.py", STD + " num_attention_heads_per_layer swa_rope_parameters"),
     "Qwen2ForCausalLM": row(qwen2, M + "qwen2.py", STD, note="head size is hidden_size / heads; head_dim is ignored"),
     "InternLM2ForCausalLM": row(qwen2, M + "internlm2.py", note="head size is hidden_size / heads"),
     "GraniteMoeForCausalLM": row(qwen2, M + "granitemoe.py", note="head size is hidden_size / heads"),
@@ -619,11 +705,27 @@ ARCHITECTURES: dict[str, Row] = {
     "Step1ForCausalLM": row(step1, M + "step1.py", "num_attention_groups"),
     "CohereForCausalLM": row(cohere, M + "commandr.py", STD),
     "Cohere2ForCausalLM": row(cohere, M + "commandr.py", STD, note="sliding layers keep sliding_window + 1 tokens"),
-    "Cohere2MoeForCausalLM": row(cohere, M + "cohere2_moe.py", STD),
+    "Cohere2MoeForCausalLM": row(cohere, M + "cohere2_moe.py", STD + " prefix_dense_sliding_window_pattern"),
     "DbrxForCausalLM": row(dbrx, M + "dbrx.py", "attn_config d_model n_heads n_layers"),
     "FalconForCausalLM": row(falcon, M + "falcon.py", "multi_query new_decoder_architecture num_kv_heads n_head n_layer"),
     "ChatGLMModel": row(chatglm, M + "chatglm.py", "multi_query_attention multi_query_group_num kv_channels num_layers"),
     "ChatGLMForConditionalGeneration": row(chatglm, M + "chatglm.py", "multi_query_attention multi_query_group_num kv_channels num_layers"),
+    "MiMoV2FlashForCausalLM": row(
+        mimo_v2,
+        M + "mimo_v2.py",
+        "hybrid_layer_pattern swa_head_dim swa_num_key_value_heads swa_num_attention_heads swa_v_head_dim "
+        "v_head_dim sliding_window_size add_swa_attention_sink_bias add_full_attention_sink_bias swa_rope_theta",
+    ),
+    "MiMoV2ForCausalLM": row(
+        mimo_v2,
+        M + "mimo_v2.py",
+        "hybrid_layer_pattern swa_head_dim swa_num_key_value_heads swa_num_attention_heads swa_v_head_dim "
+        "v_head_dim sliding_window_size add_swa_attention_sink_bias add_full_attention_sink_bias swa_rope_theta",
+    ),
+    "ExaoneMoeForCausalLM": row(exaone_moe, M + "exaone_moe.py", STD + " sliding_windows"),
+    "ExaoneMoEForCausalLM": row(exaone_moe, M + "exaone_moe.py", STD + " sliding_windows"),
+    "Step3p5ForCausalLM": row(step3p5, M + "step3p5.py", "num_attention_groups num_sliding_attention_heads use_rope_layers"),
+    "MiniMaxM2ForCausalLM": row(attention, M + "minimax_m2.py", "rotary_dim"),
     "GptOssForCausalLM": row(gpt_oss, M + "gpt_oss.py", note="even layers slide, whatever layer_types says"),
     "Llama4ForCausalLM": row(llama4, M + "llama4.py", "attention_chunk_size no_rope_layers no_rope_layer_interval"),
     "Llama4ForConditionalGeneration": row(llama4, M + "mllama4.py", "attention_chunk_size no_rope_layers no_rope_layer_interval"),
@@ -635,16 +737,18 @@ ARCHITECTURES: dict[str, Row] = {
             "DeepseekV2ForCausalLM": "deepseek_v2.py",
             "DeepseekV3ForCausalLM": "deepseek_v2.py",
             "Glm4MoeLiteForCausalLM": "glm4_moe_lite.py",
-            "MiniCPM3ForCausalLM": "minicpm3.py",
             "MistralLarge3ForCausalLM": "mistral_large_3.py",
             "SarvamMLAForCausalLM": "sarvam.py",
-            "LongcatFlashForCausalLM": "longcat_flash.py",
             "PanguUltraMoEForCausalLM": "openpangu.py",
             "KimiK25ForConditionalGeneration": "kimi_k25.py",
             "KimiVLForConditionalGeneration": "kimi_vl.py",
             "DeepseekVLV2ForCausalLM": "deepseek_vl2.py",
         }.items()
     },
+    "MiniCPM3ForCausalLM": row(minicpm3, M + "minicpm3.py", MLA),
+    "LongcatFlashForCausalLM": row(
+        longcat_flash, M + "longcat_flash.py", MLA + " mla_scale_q_lora mla_scale_kv_lora zero_expert_num zero_expert_type"
+    ),
     "DeepseekV32ForCausalLM": row(mla_indexed, "models/deepseek_v32/nvidia/model.py", MLA + " index_head_dim index_n_heads index_topk"),
     "GlmMoeDsaForCausalLM": row(mla_indexed, "models/deepseek_v32/nvidia/model.py", MLA + " index_head_dim index_n_heads index_topk"),
     # shared KV and per-layer heads
@@ -669,33 +773,46 @@ ARCHITECTURES: dict[str, Row] = {
     "NemotronHForCausalLM": row(
         nemotron_h,
         M + "nemotron_h.py",
-        "hybrid_override_pattern mamba_num_heads mamba_head_dim n_groups ssm_state_size conv_kernel mamba_ssm_cache_dtype chunk_size",
+        "hybrid_override_pattern layers_block_type mtp_layers_block_type mamba_num_heads mamba_head_dim n_groups ssm_state_size "
+        "conv_kernel mamba_ssm_cache_dtype chunk_size",
         types="mamba attention full_attention linear_attention mlp moe",
     ),
     "NemotronHPuzzleForCausalLM": row(
         nemotron_h,
         M + "nemotron_h.py",
-        "hybrid_override_pattern mamba_num_heads mamba_head_dim n_groups ssm_state_size conv_kernel mamba_ssm_cache_dtype chunk_size",
+        "hybrid_override_pattern layers_block_type mtp_layers_block_type mamba_num_heads mamba_head_dim n_groups ssm_state_size "
+        "conv_kernel mamba_ssm_cache_dtype chunk_size",
         types="mamba attention full_attention linear_attention mlp moe",
     ),
     "JambaForCausalLM": row(
         jamba, M + "jamba.py", "attn_layer_period attn_layer_offset mamba_d_state mamba_d_conv mamba_expand mamba_dt_rank"
     ),
-    "GraniteMoeHybridForCausalLM": row(granite_hybrid, M + "granitemoehybrid.py", MAMBA2 + " layers_block_type", types="mamba attention"),
+    "GraniteMoeHybridForCausalLM": row(
+        granite_hybrid, M + "granitemoehybrid.py", MAMBA2 + " layers_block_type", types="mamba attention linear_attention full_attention"
+    ),
     "FalconH1ForCausalLM": row(falcon_h1, M + "falcon_h1.py", MAMBA2),
     "Qwen3NextForCausalLM": row(gated_deltanet, M + "qwen3_next.py", GDN, types="linear_attention full_attention"),
-    "Qwen3_5ForCausalLM": row(gated_deltanet, M + "qwen3_5.py", GDN, types="linear_attention full_attention"),
-    "Qwen3_5MoeForCausalLM": row(gated_deltanet, M + "qwen3_5.py", GDN, types="linear_attention full_attention"),
-    "Qwen3_5ForConditionalGeneration": row(gated_deltanet, M + "qwen3_5.py", GDN, types="linear_attention full_attention"),
-    "Qwen3_5MoeForConditionalGeneration": row(gated_deltanet, M + "qwen3_5.py", GDN, types="linear_attention full_attention"),
-    "OlmoHybridForCausalLM": row(gated_deltanet, M + "olmo_hybrid.py", GDN, types="linear_attention full_attention"),
+    "Qwen3_5ForCausalLM": row(qwen3_5, M + "qwen3_5.py", GDN + " mamba_ssm_dtype", types="linear_attention full_attention"),
+    "Qwen3_5MoeForCausalLM": row(qwen3_5, M + "qwen3_5.py", GDN + " mamba_ssm_dtype", types="linear_attention full_attention"),
+    "Qwen3_5ForConditionalGeneration": row(qwen3_5, M + "qwen3_5.py", GDN + " mamba_ssm_dtype", types="linear_attention full_attention"),
+    "Qwen3_5MoeForConditionalGeneration": row(qwen3_5, M + "qwen3_5.py", GDN + " mamba_ssm_dtype", types="linear_attention full_attention"),
+    "OlmoHybridForCausalLM": row(
+        gated_deltanet,
+        M + "olmo_hybrid.py",
+        GDN + " linear_a_log_max linear_allow_neg_eigval linear_dt_init_floor linear_dt_max linear_dt_min",
+        types="linear_attention full_attention",
+    ),
+    "KimiLinearForCausalLM": row(
+        kimi_linear, "models/kimi_k3/nvidia/model.py", MLA + " linear_attn_config mla_use_nope mla_use_output_gate"
+    ),
     "AliceAIForCausalLM": row(kda_hybrid, M + "alice_ai.py", GDN, types="linear_attention full_attention"),
     "Lfm2ForCausalLM": row(lfm2, M + "lfm2.py", "conv_L_cache conv_dim full_attn_idxs conv_bias block_dim", types="conv full_attention"),
     "Lfm2MoeForCausalLM": row(lfm2, M + "lfm2_moe.py", "conv_L_cache conv_dim full_attn_idxs conv_bias", types="conv full_attention"),
     "Zamba2ForCausalLM": row(
         zamba2,
         M + "zamba2.py",
-        "layers_block_type hybrid_layer_ids mamba_d_state mamba_d_conv mamba_expand mamba_ngroups n_mamba_heads "
+        "layers_block_type hybrid_layer_ids mamba_d_state mamba_d_conv mamba_expand mamba_ngroups n_mamba_heads chunk_size "
+        "attention_hidden_size kv_channels "
         "mamba_headdim attention_head_dim",
     ),
     "BailingMoeV2_5ForCausalLM": row(bailing_linear, M + "bailing_moe_linear.py", MLA + " layer_group_size"),
@@ -730,8 +847,6 @@ for _name, _file in {
     "DeepseekV4ForCausalLM": "models/deepseek_v4",
     "DomynEdgeForCausalLM": M + "domyn_edge.py",
     "DoryForCausalLM": M + "dory.py",
-    "ExaoneMoeForCausalLM": M + "exaone_moe.py",
-    "ExaoneMoEForCausalLM": M + "exaone_moe.py",
     "FlintForCausalLM": "models/flint",
     "Glm5NextForCausalLM": "models/glm5next",
     "HrmTextForCausalLM": M + "hrm_text.py",
@@ -740,18 +855,13 @@ for _name, _file in {
     "InklingForConditionalGeneration": "models/inkling",
     "IQuestLoopCoderForCausalLM": M + "iquest_loopcoder.py",
     "K2HorizonForCausalLM": M + "k2_horizon.py",
-    "KimiLinearForCausalLM": "models/kimi_k3",
     "LongcatFlashNgramForCausalLM": M + "longcat_flash_ngram.py",
-    "MiMoV2FlashForCausalLM": M + "mimo_v2.py",
-    "MiMoV2ForCausalLM": M + "mimo_v2.py",
-    "MiniMaxM2ForCausalLM": M + "minimax_m2.py",
     "MiniMaxM3SparseForCausalLM": "models/minimax_m3",
     "PanguEmbeddedForCausalLM": M + "openpangu.py",
     "PanguProMoEV2ForCausalLM": M + "openpangu.py",
     "Plamo3ForCausalLM": M + "plamo3.py",
     "Qwen4ExpForCausalLM": "models/qwen4_exp",
     "SarvamMoEForCausalLM": M + "sarvam.py",
-    "Step3p5ForCausalLM": M + "step3p5.py",
     "Step5ForCausalLM": "models/step5",
 }.items():
     ARCHITECTURES.setdefault(_name, Row(None, VLLM + _file, note=UNREAD))
@@ -771,6 +881,7 @@ NO_LONGER_SUPPORTED = words(
 
 COMMON_KEYS = words(
     """architectures model_type num_hidden_layers num_attention_heads num_key_value_heads head_dim hidden_size
+    n_head n_layer n_embd n_positions n_inner num_heads n_heads num_layers n_layers d_model
     sliding_window layer_types max_position_embeddings rope_theta rope_scaling rope_parameters partial_rotary_factor
     torch_dtype dtype quantization_config text_config vision_config audio_config"""
 )
@@ -786,7 +897,8 @@ INERT_KEYS = words(
     hidden_size_per_layer_input vocab_size_per_layer_input laurel_rank altup_num_inputs altup_active_idx
     altup_coef_clip altup_correct_scale activation_sparsity_pattern conv_bias mamba_conv_bias
     use_conv_bias use_bias residual_in_fp32 use_cache use_sliding_window_attention_sink
-    vision_feature_layer vision_start_token_id image_token_index"""
+    vision_feature_layer vision_start_token_id image_token_index cache_implementation attn_pdrop
+    scale_attn_weights scale_attention_softmax_in_fp32 apply_query_key_layer_scaling parallel_attn use_mamba_kernels"""
 )
 KV_LIKE = re.compile(
     r"(^|_)(kv|key|value|head|heads|window|attn|attention|sliding|swa|chunk|lora|rope_head|index|indexer|ssm|mamba|"
@@ -812,12 +924,20 @@ def find(architecture: str) -> Row | None:
     return ARCHITECTURES.get(architecture)
 
 
+# Names that can match KV_LIKE but are about experts, scaling factors, token ids or bookkeeping.
+INERT_PARTS = re.compile(
+    r"expert|multiplier|dropout|pdrop|intermediate|_token_id|_token_index|^_|^moe_|_act$|_bias$|_eps$|_init|initializer"
+)
+
+
 def check_fields(cfg: Config, arch_row: Row) -> list[str]:
     """Reasons the reading may differ from vLLM: keys that look like KV-cache settings the row does not read, and
     layer types it does not know."""
     reasons = []
     known = COMMON_KEYS | INERT_KEYS | arch_row.keys
-    unknown = sorted(k for k in cfg if k not in known and KV_LIKE.search(k) and cfg[k] not in (None, False, 0, "", [], {}))
+    unknown = sorted(
+        k for k in cfg if k not in known and KV_LIKE.search(k) and not INERT_PARTS.search(k) and cfg[k] not in (None, False, 0, "", [], {})
+    )
     if unknown:
         reasons.append(
             f"config.json sets {', '.join('`' + k + '`' for k in unknown)}, which vllm-launch does not read for this architecture"

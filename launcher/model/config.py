@@ -235,7 +235,11 @@ def spec_from_config(
             f"{name}: config.json is empty or not a JSON object", "vLLM reads the model from it", "use the model's own config.json"
         )
     cfg = text_config(config)
-    if not (_int(cfg, "num_hidden_layers", "n_layer", "num_layers")):
+    if not (
+        _int(cfg, "num_hidden_layers", "n_layer", "num_layers", "n_layers")
+        or cfg.get("layers_block_type")
+        or cfg.get("hybrid_override_pattern")
+    ):
         raise UserError(
             f"{name}: config.json lacks `num_hidden_layers`", "the number of layers sizes the KV cache", "use the model's own config.json"
         )
