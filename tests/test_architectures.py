@@ -198,6 +198,10 @@ SAMPLES = {
     arch.dbrx: {"d_model": 1024, "n_heads": 8, "n_layers": 4, "attn_config": {"kv_n_heads": 2}},
     arch.falcon: {**BASE, "new_decoder_architecture": True, "num_kv_heads": 2},
     arch.mla: {**BASE, "kv_lora_rank": 512, "qk_rope_head_dim": 64},
+    arch.nemotron_nas: {
+        **BASE,
+        "block_configs": [{"attention": {"no_op": i == 2, "n_heads_in_group": 4}, "ffn": {"ffn_mult": 1.0}} for i in range(4)],
+    },
     arch.longcat_flash: {**BASE, "kv_lora_rank": 512, "qk_rope_head_dim": 64},
     arch.mla_indexed: {**BASE, "kv_lora_rank": 512, "qk_rope_head_dim": 64, "index_head_dim": 128},
     arch.llama4: {**BASE, "attention_chunk_size": 8192},
@@ -325,7 +329,7 @@ def test_every_row_cites_a_file_of_the_vllm_release():
 
 # --- live: vLLM rebuilds a few families, so drift in vLLM's code shows up -----------------------------------------
 
-LIVE = ["llama", "gemma3", "qwen3_next", "deepseek_v2", "jamba"]
+LIVE = ["llama", "gemma3", "gemma4_31b", "qwen3_next", "deepseek_v2", "jamba"]
 
 
 def test_vllm_still_builds_these_families_as_recorded(vllm_venv):

@@ -292,6 +292,30 @@ def minicpm3(c: Config) -> list[LayerSpec]:
     return [LayerSpec("full", n_heads(c), head) for _ in range(n_layers(c))]
 
 
+def iquest_loopcoder(c: Config) -> list[LayerSpec]:
+    """iquest_loopcoder.py: each layer runs `loop_num` passes with one cache each, the first as configured, the later
+    ones sliding over `loop_window_size` tokens."""
+    loops, window = int(c.get("loop_num", 2)), int(c.get("loop_window_size", 64))
+    out = []
+    for a in attention(c, head=derived_head_dim):
+        extra = tuple(LayerSpec("sliding", a.kv_heads, a.head_size, window=window) for _ in range(loops - 1))
+        out.append(LayerSpec(a.kind, a.kv_heads, a.head_size, a.window, extra=extra))
+    return out
+
+
+def nemotron_nas(c: Config) -> list[LayerSpec]:
+    """nemotron_nas.py (DeciLM, Llama-3.x-Nemotron Super/Ultra): `block_configs[i].attention` either skips attention
+    (`no_op`: no cache) or groups `n_heads_in_group` query heads per KV head."""
+    blocks = c.get("block_configs")
+    if not isinstance(blocks, list) or len(blocks) < n_layers(c):
+        raise UnreadableConfig("block_configs")
+    hd, out = explicit_head_dim(c), []
+    for block in blocks[: n_layers(c)]:
+        attn = block.get("attention") or {}
+        out.append(LayerSpec("none") if attn.get("no_op") else LayerSpec("full", n_heads(c) // int(attn["n_heads_in_group"]), hd))
+    return out
+
+
 def mla_latent(c: Config) -> int:
     return need(c, "kv_lora_rank") + int(c.get("qk_rope_head_dim", 64))
 
@@ -745,6 +769,8 @@ ARCHITECTURES: dict[str, Row] = {
             "DeepseekVLV2ForCausalLM": "deepseek_vl2.py",
         }.items()
     },
+    "IQuestLoopCoderForCausalLM": row(iquest_loopcoder, M + "iquest_loopcoder.py", STD + " loop_num loop_window_size"),
+    "DeciLMForCausalLM": row(nemotron_nas, M + "nemotron_nas.py", "block_configs"),
     "MiniCPM3ForCausalLM": row(minicpm3, M + "minicpm3.py", MLA),
     "LongcatFlashForCausalLM": row(
         longcat_flash, M + "longcat_flash.py", MLA + " mla_scale_q_lora mla_scale_kv_lora zero_expert_num zero_expert_type"
@@ -843,7 +869,6 @@ for _name, _file in {
     "AXK1ForCausalLM": M + "AXK1.py",
     "BailingMoeV3ForCausalLM": M + "bailing_moe_v3.py",
     "BeamForCausalLM": "models/beam",
-    "DeciLMForCausalLM": M + "nemotron_nas.py",
     "DeepseekV4ForCausalLM": "models/deepseek_v4",
     "DomynEdgeForCausalLM": M + "domyn_edge.py",
     "DoryForCausalLM": M + "dory.py",
@@ -853,7 +878,6 @@ for _name, _file in {
     "HYV4ForCausalLM": "models/hy_v4",
     "InklingForCausalLM": "models/inkling",
     "InklingForConditionalGeneration": "models/inkling",
-    "IQuestLoopCoderForCausalLM": M + "iquest_loopcoder.py",
     "K2HorizonForCausalLM": M + "k2_horizon.py",
     "LongcatFlashNgramForCausalLM": M + "longcat_flash_ngram.py",
     "MiniMaxM3SparseForCausalLM": "models/minimax_m3",

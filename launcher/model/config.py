@@ -1,7 +1,8 @@
 """Turn a Hugging Face `config.json` (a dict) into a `ModelSpec`. Pure: no I/O.
 
-The rules follow vLLM 0.32's `model_arch_config_convertor.py` and the model classes' own
-`get_kv_cache_spec`, as summarised in the project's memory-model notes.
+The layers come from the architecture's row in `launcher.model.architectures` (one reading per vLLM 0.33 model
+file); the context keys follow vLLM 0.32's `model_arch_config_convertor.py`, as summarised in the project's
+memory-model notes. What the reader cannot vouch for is listed in `ModelSpec.unverified`.
 """
 
 from __future__ import annotations
