@@ -362,3 +362,44 @@ def test_serve_asks_for_force_before_launching_an_unverified_plan(tmp_path):
     assert "starting:" not in refused.stderr
     forced = run_cli(*serve, "--force", cwd=tmp_path)  # launches (/bin/true stands in for vllm and exits at once)
     assert "starting: /bin/true serve" in forced.stderr and "pass --force" not in forced.stderr, forced.stderr
+
+
+# --- DeepSeek-V3.2 / GLM-5: MLA plus the indexer's key cache, which vLLM's CPU build cannot instantiate -------------
+
+INDEXED = {
+    **BASE,
+    "architectures": ["DeepseekV32ForCausalLM"],
+    "model_type": "deepseek_v32",
+    "num_hidden_layers": 4,
+    "kv_lora_rank": 512,
+    "qk_rope_head_dim": 64,
+    "index_head_dim": 128,
+    "torch_dtype": "bfloat16",
+}
+
+
+@pytest.mark.parametrize(("length", "gib"), [(8192, 1.0), (163840, 0.25)])
+def test_indexer_cache_groups_with_mla_as_vllm_sizes_it(vllm_venv, length, gib):
+    spec = spec_from_config(INDEXED, "v32", weights_bytes=1, weights_source="test")
+    assert [(layer.kind, layer.head_size, layer.extra[0].head_size, layer.extra[0].dtype) for layer in spec.layers] == [
+        ("mla", 576, 132, "uint8")
+    ] * 4
+    inv = GpuInventory((Gpu(0, "H100", 80 * GiB, 79 * GiB),), "H100")
+    plan = make_plan(spec, inv, Requirements(max_model_len=length, kv_cache_memory_bytes=int(gib * GiB)))
+    case = {"layers": 4, "latent": 576, "indexer_head": 132, "block_size": plan.block_size, "max_model_len": length}
+    case.update(inflight=plan.inflight_tokens, available=int(gib * GiB))
+    oracle = ROOT / "tests" / "oracle" / "vllm_indexer_oracle.py"
+    result = subprocess.run(
+        [str(vllm_venv / "bin" / "python"), str(oracle)], input=json.dumps([case]), capture_output=True, text=True, timeout=300
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    want = json.loads(result.stdout.strip().splitlines()[-1])[0]
+    if not want["fits"]:
+        assert plan.estimated_max_model_len == want["estimate"]
+        return
+    assert (plan.num_gpu_blocks, plan.bytes_per_block, plan.kv_cache_tokens) == (
+        want["num_blocks"],
+        want["bytes_per_block"],
+        want["kv_cache_tokens"],
+    )
+    assert math.isclose(plan.max_concurrency, want["max_concurrency"], rel_tol=1e-12) and plan.num_kv_groups == len(want["groups"])
