@@ -70,6 +70,8 @@ def plan_json(plan: Plan) -> dict[str, Any]:
         "max_num_batched_tokens": plan.max_num_batched_tokens,
         "max_num_seqs": plan.max_num_seqs,
         "problems": list(plan.problems),
+        "kv_spec_verified": not plan.unverified,
+        "kv_spec_unverified": list(plan.unverified),
         "remedies": [{"title": r.title, "detail": r.detail, "vllm_args": list(r.vllm_args), "env": dict(r.env)} for r in plan.remedies],
         "notes": list(plan.notes),
         "weights_source": plan.weights_source,

@@ -184,7 +184,7 @@ class PlanSettings(ModelSettings):
     output: Annotated[Path | None, Field(alias="o")] = None
     """Write the output to this file (atomically: a temporary file, then a rename) instead of standard output."""
     force: bool = False
-    """Let --output replace an existing file."""
+    """Let --output replace an existing file; `serve`: start vLLM even when the plan's KV numbers are unverified for this model."""
 
     @field_validator("vllm_version")
     @classmethod

@@ -60,7 +60,7 @@ def oracle_case(spec: ModelSpec, plan, req: Requirements) -> dict:
     rules = rules_for(ORACLE_VERSION)
     layers = []
     for i, layer in enumerate(spec.layers):
-        if layer.kind == "shared":
+        if layer.kind in ("shared", "none"):
             layers.append(None)
             continue
         entry = {
@@ -75,9 +75,9 @@ def oracle_case(spec: ModelSpec, plan, req: Requirements) -> dict:
             entry["kind"] = "full"
         if layer.kind == "mamba":
             m = layer.mamba
-            conv = [m.conv_kernel - 1, m.conv_dim // tp]
-            ssm = [m.ssm_heads // tp, m.ssm_head_dim, m.ssm_state]
-            entry.update(mamba_shapes=[conv, ssm], mamba_dtype_bytes=[2, 2], checkpoint_blocks=m.align_blocks - 2)
+            shapes = kv.mamba_state_shapes(m, tp)
+            dtype_bytes = [2 if role == "conv" or m.ssm_dtype is None else 4 for _, role in shapes]
+            entry.update(mamba_shapes=[list(s) for s, _ in shapes], mamba_dtype_bytes=dtype_bytes, checkpoint_blocks=m.align_blocks - 2)
         layers.append(entry)
     workers = []
     for stage in kv.split_layers(len(spec.layers), pp, rules):

@@ -243,11 +243,17 @@ def run(s: ServeSettings) -> int:
     plan = build_plan(s, installed)
     console = Console()
     argv = vllm_command(s, plan, installed.executable or s.vllm)
-    if s.dry_run or not plan.fits:
+    guessed = bool(plan.unverified) and not s.force
+    if s.dry_run or not plan.fits or guessed:
         sys.stdout.write(plan_text(plan))
         print("\nvLLM command:\n  " + shell_command(plan, argv))
         if not plan.fits:
             console.say("not starting vLLM: the plan does not fit (see above); nothing was launched")
+            return 1
+        if guessed and not s.dry_run:
+            console.say(
+                "not starting vLLM: its KV-cache numbers for this model are unverified (see above); pass --force to start it anyway"
+            )
             return 1
         return 0
     if plan.layout_reason:

@@ -1,7 +1,8 @@
 """Turn a Hugging Face `config.json` (a dict) into a `ModelSpec`. Pure: no I/O.
 
-The rules follow vLLM 0.32's `model_arch_config_convertor.py` and the model classes' own
-`get_kv_cache_spec`, as summarised in the project's memory-model notes.
+The layers come from the architecture's row in `launcher.model.architectures` (one reading per vLLM 0.33 model
+file); the context keys follow vLLM 0.32's `model_arch_config_convertor.py`, as summarised in the project's
+memory-model notes. What the reader cannot vouch for is listed in `ModelSpec.unverified`.
 """
 
 from __future__ import annotations
@@ -10,10 +11,10 @@ import math
 from typing import Any
 
 from launcher.errors import UserError
+from launcher.model import architectures
 from launcher.model.spec import (
     ContextFacts,
     LayerSpec,
-    MambaState,
     ModelSpec,
     MoeShape,
     RopeEntry,
@@ -53,15 +54,7 @@ QUANT_WEIGHT_BYTES = {
 
 def text_config(config: dict[str, Any]) -> dict[str, Any]:
     """vLLM sizes the language model: multimodal configs keep it under `text_config`."""
-    inner = config.get("text_config") or config.get("llm_config") or config.get("language_config")
-    if isinstance(inner, dict):
-        merged = dict(inner)
-        for key in ("quantization_config", "torch_dtype", "dtype", "architectures"):
-            if key in config and key not in merged:
-                merged[key] = config[key]
-        merged.setdefault("model_type", config.get("model_type", ""))
-        return merged
-    return config
+    return architectures.text_of(config)
 
 
 def _int(cfg: dict[str, Any], *keys: str) -> int | None:
@@ -135,115 +128,49 @@ def _rope_theta(cfg: dict[str, Any]) -> float | None:
     return float(theta) if isinstance(theta, (int, float)) else None
 
 
-def _mamba_state(cfg: dict[str, Any]) -> MambaState:
-    if "linear_num_value_heads" in cfg:  # Qwen3-Next / Qwen3.5 gated delta net
-        nk, hk = int(cfg["linear_num_key_heads"]), int(cfg["linear_key_head_dim"])
-        nv, hv = int(cfg["linear_num_value_heads"]), int(cfg["linear_value_head_dim"])
-        return MambaState("gdn", int(cfg.get("linear_conv_kernel_dim", 4)), 2 * hk * nk + hv * nv, nv, hv, hk, 2)
-    hidden = int(cfg["hidden_size"])
-    expand = cfg.get("mamba_expand", cfg.get("expand", 2))
-    heads = _int(cfg, "mamba_n_heads", "mamba_num_heads")
-    head_dim = _int(cfg, "mamba_head_dim", "mamba_d_head")
-    state = _int(cfg, "mamba_d_state", "ssm_state_size", "state_size") or 128
-    kernel = _int(cfg, "mamba_d_conv", "conv_kernel", "mamba_conv_kernel") or 4
-    intermediate = _int(cfg, "mamba_intermediate_size") or (heads * head_dim if heads and head_dim else int(expand * hidden))
-    if heads is None:  # Mamba1 (Jamba): state (intermediate, d_state), conv (intermediate, kernel-1)
-        return MambaState("mamba1", kernel, intermediate, 1, intermediate, state, 3)
-    groups = _int(cfg, "mamba_n_groups", "n_groups") or 1
-    return MambaState("mamba2", kernel, intermediate + 2 * groups * state, heads, head_dim or intermediate // heads, state, 3)
-
-
-def layer_types(cfg: dict[str, Any], n_layers: int) -> list[str]:
-    """One of full / sliding / chunked / mamba per layer, from whichever convention the config uses."""
-    model_type = str(cfg.get("model_type", ""))
-    window = cfg.get("sliding_window")
-    types = cfg.get("layer_types")
-    if isinstance(types, list) and len(types) == n_layers:
-        mapping = {
-            "sliding_attention": "sliding",
-            "full_attention": "full",
-            "attention": "full",
-            "chunked_attention": "chunked",
-            "linear_attention": "mamba",
-            "mamba": "mamba",
-            "mamba2": "mamba",
-        }
-        out = [mapping.get(str(t), "full") for t in types]
-        if not window:
-            out = ["full" if t == "sliding" else t for t in out]
-        return out
-    pattern = cfg.get("hybrid_override_pattern")  # Nemotron-H: M mamba, * attention, - MLP only
-    if isinstance(pattern, str) and len(pattern) == n_layers:
-        return [{"M": "mamba", "*": "full"}.get(ch, "none") for ch in pattern]
-    if "attn_layer_period" in cfg:  # Jamba
-        period, offset = int(cfg["attn_layer_period"]), int(cfg.get("attn_layer_offset", 0))
-        return ["full" if i % period == offset else "mamba" for i in range(n_layers)]
-    if "full_attention_interval" in cfg:  # Qwen3-Next without layer_types
-        k = int(cfg["full_attention_interval"])
-        return ["full" if (i + 1) % k == 0 else "mamba" for i in range(n_layers)]
-    if cfg.get("attention_chunk_size"):  # Llama 4: NoPE layers are global, the others chunked
-        no_rope = cfg.get("no_rope_layers")
-        if isinstance(no_rope, list) and len(no_rope) == n_layers:
-            return ["chunked" if use_rope else "full" for use_rope in no_rope]
-        interval = int(cfg.get("no_rope_layer_interval", 4))
-        return ["full" if (i + 1) % interval == 0 else "chunked" for i in range(n_layers)]
-    if not window:
-        return ["full"] * n_layers
-    if model_type == "gemma2" or model_type == "cohere2":
-        return ["sliding" if i % 2 == 0 else "full" for i in range(n_layers)]
-    if model_type.startswith("gemma3"):
-        period = int(cfg.get("sliding_window_pattern", 6))
-        return ["full" if (i + 1) % period == 0 else "sliding" for i in range(n_layers)]
-    if model_type.startswith("qwen2") or model_type.startswith("qwen3"):
-        if not cfg.get("use_sliding_window"):
-            return ["full"] * n_layers
-        max_window = int(cfg.get("max_window_layers", n_layers))
-        return ["sliding" if i >= max_window else "full" for i in range(n_layers)]
-    return ["sliding"] * n_layers  # Mistral-7B-v0.1 style: every layer slides
-
-
-def build_layers(cfg: dict[str, Any], name: str) -> tuple[LayerSpec, ...]:
-    n_layers = _int(cfg, "num_hidden_layers", "n_layer", "num_layers")
-    if not n_layers:
+def read_layers(config: dict[str, Any], cfg: dict[str, Any], name: str) -> tuple[tuple[LayerSpec, ...], str, list[str]]:
+    """The layers as the architecture's row in `architectures.ARCHITECTURES` reads them, the row's name, and the
+    reasons that reading may not be what vLLM allocates (empty when the config is fully understood)."""
+    archs = config.get("architectures") or cfg.get("architectures") or []
+    arch = str(archs[0]) if archs else ""
+    reasons: list[str] = []
+    if arch in architectures.NO_LONGER_SUPPORTED:
+        reasons.append(f"vLLM 0.33 no longer serves {arch} (registry.py `_PREVIOUSLY_SUPPORTED_MODELS`)")
+    row = architectures.find(arch)
+    read = row.read if row is not None else None
+    if row is None:
+        reasons.append(f"architecture {arch or '(none given)'} is not in vLLM 0.33's registry as vllm-launch reads it")
+    elif read is None:
+        reasons.append(f"{arch} ({row.source}): {row.note}")
+    else:
+        reasons.extend(architectures.check_fields(cfg, row))
+    if read is None:
+        reasons[-1] += "; its KV cache was sized with vLLM's generic rules"
+        read = architectures.generic
+    try:
+        layers = tuple(read(cfg))
+    except architectures.UnreadableConfig as exc:
+        basics = [
+            key
+            for key, value in (
+                ("num_attention_heads", _int(cfg, "num_attention_heads", "n_head")),
+                ("hidden_size", _int(cfg, "hidden_size", "n_embd", "d_model")),
+            )
+            if not value
+        ]
+        what = f"lacks {', '.join('`' + k + '`' for k in basics)}" if exc.key in basics else str(exc)
         raise UserError(
-            f"{name}: config.json lacks `num_hidden_layers`", "the number of layers sizes the KV cache", "use the model's own config.json"
-        )
-    heads = _int(cfg, "num_attention_heads", "n_head")
-    hidden = _int(cfg, "hidden_size", "n_embd", "d_model")
-    if not heads or not hidden:
-        missing = [k for k, v in (("num_attention_heads", heads), ("hidden_size", hidden)) if not v]
-        raise UserError(
-            f"{name}: config.json lacks {', '.join('`' + m + '`' for m in missing)}",
-            "the sizing engine needs them for the KV cache",
+            f"{name}: config.json {what}",
+            "the KV cache is sized from it (vLLM would fail to build the model too)",
             "use the model's own config.json",
-        )
-    window = cfg.get("sliding_window") if isinstance(cfg.get("sliding_window"), int) else None
-    chunk = cfg.get("attention_chunk_size")
-    kinds = layer_types(cfg, n_layers)
-    shared_from = n_layers - int(cfg.get("num_kv_shared_layers") or 0)  # Gemma-3n: the last N reuse earlier KV
-
-    if cfg.get("kv_lora_rank"):
-        latent = int(cfg["kv_lora_rank"]) + int(cfg.get("qk_rope_head_dim", 64))
-        return tuple(LayerSpec("mla", 1, latent) for _ in range(n_layers))
-
-    kv = kv_heads_of(cfg)
-    head = head_size_of(cfg, heads, hidden)
-    mamba = _mamba_state(cfg) if "mamba" in kinds else None
-    layers = []
-    for i, kind in enumerate(kinds):
-        if i >= shared_from:
-            layers.append(LayerSpec("shared"))
-        elif kind == "none":
-            continue
-        elif kind == "mamba":
-            layers.append(LayerSpec("mamba", mamba=mamba))
-        elif kind == "sliding":
-            layers.append(LayerSpec("sliding", kv, head, window=int(window)))
-        elif kind == "chunked":
-            layers.append(LayerSpec("chunked", kv, head, window=int(chunk)))
-        else:
-            layers.append(LayerSpec("full", kv, head))
-    return tuple(layers)
+        ) from exc
+    except (TypeError, ValueError, IndexError, KeyError) as exc:
+        raise UserError(
+            f"{name}: config.json does not fit the {arch or 'generic'} layout ({type(exc).__name__}: {exc})",
+            "vLLM would fail to build the model from it too",
+            "use the model's own config.json",
+        ) from exc
+    return layers, arch if row is not None else "generic", reasons
 
 
 def config_dtype(cfg: dict[str, Any]) -> str:
@@ -336,11 +263,21 @@ def spec_from_config(
             f"{name}: config.json is empty or not a JSON object", "vLLM reads the model from it", "use the model's own config.json"
         )
     cfg = text_config(config)
-    layers = build_layers(cfg, name)
+    if not (
+        _int(cfg, "num_hidden_layers", "n_layer", "num_layers", "n_layers")
+        or cfg.get("layers_block_type")
+        or cfg.get("hybrid_override_pattern")
+    ):
+        raise UserError(
+            f"{name}: config.json lacks `num_hidden_layers`", "the number of layers sizes the KV cache", "use the model's own config.json"
+        )
+    layers, layout, unverified = read_layers(config, cfg, name)
     heads = _int(cfg, "num_attention_heads", "n_head") or 0
     hidden = _int(cfg, "hidden_size", "n_embd", "d_model") or 0
     dtype = config_dtype(cfg)
-    quant, kv_quant = quantization_of(cfg)
+    quant, _ = quantization_of(cfg)
+    kv_quant, kv_reasons = architectures.kv_quantization(cfg)
+    unverified += kv_reasons
     archs = config.get("architectures") or cfg.get("architectures") or []
     experts = _int(cfg, "num_local_experts", "num_experts", "n_routed_experts")
     gen = generation_config or {}
@@ -365,4 +302,6 @@ def spec_from_config(
         max_new_tokens=_int(gen, "max_new_tokens"),
         facts_source=facts_source,
         num_experts=experts or 0,
+        layout=layout,
+        unverified=tuple(unverified),
     )

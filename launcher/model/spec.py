@@ -9,18 +9,26 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-LayerKind = Literal["full", "sliding", "chunked", "mla", "mamba", "shared"]
+# full / sliding / chunked / mla attention, a recurrent state (mamba), a layer reading another layer's KV
+# (shared), cross-attention to the encoder's tokens (cross), or a decoder layer that caches nothing (none).
+LayerKind = Literal["full", "sliding", "chunked", "mla", "mamba", "shared", "cross", "none"]
+StateFamily = Literal["mamba1", "mamba2", "gdn", "short_conv", "linear_attention", "kda"]
 
 
 @dataclass(frozen=True)
 class MambaState:
-    """Per-sequence recurrent state of one Mamba/linear-attention layer, before TP division.
+    """Per-sequence recurrent state of one Mamba / linear-attention / short-conv layer, before TP division.
 
-    `conv_dim` and `ssm_heads` are divided by the tensor-parallel size (vLLM's `mamba_utils`);
-    the state is `(conv_kernel - 1) x conv_dim/TP` plus `ssm_heads/TP x ssm_head_dim x ssm_state`.
+    Shapes per family follow vLLM's `MambaStateShapeCalculator` (`model_executor/layers/mamba/mamba_utils.py`):
+    mamba1: conv (kernel-1, conv_dim/TP), ssm (conv_dim/TP, ssm_state); mamba2: conv (kernel-1,
+    (conv_dim + 2 n_groups' ssm_state)/TP) with n_groups padded up to the TP size, ssm (ssm_heads/TP, ssm_head_dim,
+    ssm_state); gdn: conv (kernel-1, conv_dim/TP), ssm (ssm_heads/TP, ssm_head_dim, ssm_state); kda: conv as gdn,
+    ssm (ssm_heads/TP, ssm_head_dim, ssm_head_dim); short_conv: conv only; linear_attention: ssm
+    (ssm_heads/TP, ssm_head_dim, ssm_head_dim) only. For mamba2 `conv_dim` is the intermediate size
+    without the groups' B/C channels (`n_groups` and `ssm_state` add them per rank).
     """
 
-    family: Literal["mamba2", "gdn", "mamba1"]
+    family: StateFamily
     conv_kernel: int
     conv_dim: int
     ssm_heads: int
@@ -28,14 +36,23 @@ class MambaState:
     ssm_state: int
     # Blocks one request holds with prefix caching on (mamba_cache_mode "align"): Mamba2 3, GDN 2.
     align_blocks: int
+    n_groups: int = 0
+    # A dtype the model forces on its recurrent state ("float32"), else None: --mamba-ssm-cache-dtype / the model dtype.
+    ssm_dtype: str | None = None
+    # The VersionRules field holding the state dtype vLLM defaults this model to, where that changed across releases.
+    ssm_dtype_rule: str = ""
 
 
 @dataclass(frozen=True)
 class LayerSpec:
-    """The KV-cache needs of one decoder layer.
+    """The KV-cache needs of one decoder layer (one vLLM `KVCacheSpec`).
 
-    kind: full attention, sliding window, chunked local attention, MLA latent, Mamba state, or a
-    layer that reuses another layer's KV (`shared`, no memory of its own).
+    kind: full attention, sliding window, chunked local attention, MLA latent, Mamba state, a layer that reuses
+    another layer's KV (`shared`, no memory of its own), cross-attention (`window` = the encoder's tokens), or a
+    layer without any cache (`none`: MLP-only blocks of hybrids, attention-free layers).
+    `head_size_v` is the value head size where it differs from the key's (0: the same); `dtype` a cache dtype
+    the layer forces regardless of --kv-cache-dtype (the sparse-attention indexer's uint8 keys), else None.
+    `extra` holds further caches the same decoder layer allocates (DeepSeek-V3.2's indexer keys).
     """
 
     kind: LayerKind
@@ -43,6 +60,13 @@ class LayerSpec:
     head_size: int = 0
     window: int | None = None
     mamba: MambaState | None = None
+    head_size_v: int = 0
+    dtype: str | None = None
+    extra: tuple[LayerSpec, ...] = ()
+
+    @property
+    def value_size(self) -> int:
+        return self.head_size_v or self.head_size
 
 
 @dataclass(frozen=True)
@@ -115,3 +139,7 @@ class ModelSpec:
     max_new_tokens: int | None = None
     facts_source: str = ""
     num_experts: int = 0  # routed experts per MoE layer
+    # The architecture row that read the layers (launcher.model.architectures), and why its reading may not be
+    # what vLLM allocates (config fields or layer types it does not understand); empty when fully understood.
+    layout: str = ""
+    unverified: tuple[str, ...] = ()

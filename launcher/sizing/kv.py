@@ -36,7 +36,7 @@ def cdiv(a: int, b: int) -> int:
 class LayerPage:
     """One layer's cache spec on one rank: the unit vLLM groups (a `KVCacheSpec`)."""
 
-    kind: str  # full / sliding / chunked / mla / mamba
+    kind: str  # full / sliding / chunked / mla / mamba / cross
     block_size: int
     page_bytes: int  # bytes of one block of this layer (padded for Mamba)
     window: int | None = None
@@ -63,20 +63,73 @@ def kv_elem_bytes(kv_cache_dtype: str, model_dtype: str, checkpoint_kv_quantized
     return KV_DTYPE_BYTES[kv_cache_dtype]
 
 
+FIXED_DTYPE_BYTES = {"uint8": 1, "int8": 1, "float8": 1, "bfloat16": 2, "float16": 2, "float32": 4}
+
+
 def attention_bytes_per_token(layer: LayerSpec, tp: int, elem: int, kv_cache_dtype: str) -> int:
-    if layer.kind == "mla":  # one latent per token, replicated on every TP rank
+    """One token's cache in one attention layer on one rank (`AttentionSpec.page_size_bytes` / block size)."""
+    if layer.dtype is not None:  # a cache with its own dtype (the indexer's uint8 keys): --kv-cache-dtype does not apply
+        elem = FIXED_DTYPE_BYTES[layer.dtype]
+    elif layer.kind == "mla":  # ds_mla layouts pack latent, rope part and scales into a fixed blob
         return MLA_FIXED_BYTES_PER_TOKEN.get(kv_cache_dtype, layer.head_size * elem)
+    if layer.kind == "mla":  # one latent per token (no V), replicated on every TP rank
+        return layer.head_size * elem
     heads = max(1, layer.kv_heads // tp)  # replicated when kv_heads < TP
-    return 2 * heads * layer.head_size * elem
+    return heads * (layer.head_size + layer.value_size) * elem
+
+
+def mamba_state_shapes(state: MambaState, tp: int) -> list[tuple[tuple[int, ...], str]]:
+    """The state tensors of one layer on one rank, each with its dtype role ("conv" or "ssm"), as vLLM's
+    `MambaStateShapeCalculator` builds them (0.32/0.33 `model_executor/layers/mamba/mamba_utils.py`)."""
+    k = state.conv_kernel - 1
+    f = state.family
+    if f == "mamba1":
+        return [((k, state.conv_dim // tp), "conv"), ((state.conv_dim // tp, state.ssm_state), "ssm")]
+    if f == "mamba2":  # groups padded so every rank holds the groups its heads need (extra_groups_for_head_shards)
+        groups = state.n_groups + (0 if state.n_groups % tp == 0 else tp - state.n_groups)
+        conv = (k, (state.conv_dim + 2 * groups * state.ssm_state) // tp)
+        return [(conv, "conv"), ((state.ssm_heads // tp, state.ssm_head_dim, state.ssm_state), "ssm")]
+    if f == "gdn":
+        return [((k, state.conv_dim // tp), "conv"), ((state.ssm_heads // tp, state.ssm_head_dim, state.ssm_state), "ssm")]
+    if f == "kda":
+        return [((k, state.conv_dim // tp), "conv"), ((state.ssm_heads // tp, state.ssm_head_dim, state.ssm_head_dim), "ssm")]
+    if f == "short_conv":
+        return [((k, state.conv_dim // tp), "conv")]
+    # linear_attention (MiniMax lightning): one (heads, head_dim, head_dim) state in the cache dtype
+    return [((state.ssm_heads // tp, state.ssm_head_dim, state.ssm_head_dim), "conv")]
+
+
+def release_state(state: MambaState, rules: VersionRules) -> MambaState:
+    """The state with the dtype this release gives it by default (a model-specific default that changed over releases)."""
+    if state.ssm_dtype is None and state.ssm_dtype_rule:
+        default = getattr(rules, state.ssm_dtype_rule)
+        return replace(state, ssm_dtype=None if default == "auto" else default)
+    return state
 
 
 def mamba_state_bytes(state: MambaState, tp: int, elem: int, ssm_elem: int) -> int:
-    conv = (state.conv_kernel - 1) * (state.conv_dim // tp) * elem
-    if state.family == "mamba1":
-        ssm = (state.conv_dim // tp) * state.ssm_state * ssm_elem
-    else:
-        ssm = (state.ssm_heads // tp) * state.ssm_head_dim * state.ssm_state * ssm_elem
-    return conv + ssm
+    if state.ssm_dtype is not None:
+        ssm_elem = FIXED_DTYPE_BYTES[state.ssm_dtype]
+    total = 0
+    for shape, role in mamba_state_shapes(state, tp):
+        count = 1
+        for dim in shape:
+            count *= dim
+        total += count * (elem if role == "conv" else ssm_elem)
+    return total
+
+
+def kv_layers(layers: tuple[LayerSpec, ...]) -> list[tuple[int, LayerSpec]]:
+    """vLLM's KV-cache layers in model order, each with the index of the decoder layer that owns it.
+
+    A shared-KV layer or a layer without a cache has none; a layer with a second cache (an indexer) has two.
+    """
+    out = []
+    for index, layer in enumerate(layers):
+        if layer.kind not in ("shared", "none"):
+            out.append((index, layer))
+        out.extend((index, extra) for extra in layer.extra)
+    return out
 
 
 def layer_pages(
@@ -100,14 +153,13 @@ def layer_pages(
     a model mixing full with sliding/chunked layers is sized as all-full (`unify_hybrid_kv_cache_specs`).
     """
     rules = rules or rules_for(None)
-    kv_layers = [layer for layer in layers if layer.kind != "shared"]
-    attn = [layer for layer in kv_layers if layer.kind != "mamba"]
-    mambas = [layer for layer in kv_layers if layer.kind == "mamba"]
+    cached = [layer for _, layer in kv_layers(layers)]
+    attn = [layer for layer in cached if layer.kind != "mamba"]
+    mambas = [layer for layer in cached if layer.kind == "mamba"]
     state_bytes = 0
-    if mambas:
-        state = mambas[0].mamba
-        assert state is not None
-        state_bytes = mamba_state_bytes(state, tp, elem, ssm_elem)
+    if mambas:  # vLLM pads every state to the largest one's page (models with two state layouts)
+        states = [release_state(m.mamba, rules) for m in mambas if m.mamba is not None]
+        state_bytes = max(mamba_state_bytes(state, tp, elem, ssm_elem) for state in states)
         if attn:
             per_token = attention_bytes_per_token(attn[0], tp, elem, kv_cache_dtype)
             align = max(SMALLEST_KERNEL_BLOCK, block_size)
@@ -116,7 +168,7 @@ def layer_pages(
             block_size = align * cdiv(state_bytes, align * per_token)
 
     pages = []
-    for layer in kv_layers:
+    for layer in cached:
         if layer.kind == "mamba":
             assert layer.mamba is not None
             mode = mamba_cache_mode(rules, prefix_caching, architecture)
@@ -250,6 +302,9 @@ def blocks_per_request(group: KVGroup, max_model_len: int, inflight: int) -> int
         return cdiv(min(spec.window + inflight, max_model_len), spec.block_size)
     if spec.mamba_blocks == MAMBA_PER_BLOCK:
         return cdiv(max_model_len, spec.block_size)
+    if spec.kind == "cross":  # the encoder's tokens, whatever the request's length (CrossAttentionSpec)
+        assert spec.window is not None
+        return cdiv(spec.window, spec.block_size)
     return spec.mamba_blocks
 
 

@@ -138,6 +138,10 @@ class Plan:
         """Full-length requests at once over all data-parallel replicas."""
         return self.max_concurrency * self.data_parallel_size
 
+    # Why the KV numbers may not be vLLM's: config fields or layer types the model reader does not understand.
+    # Listed in `problems` too, but they do not make the plan unfit: `serve` starts such a plan only with --force.
+    unverified: tuple[str, ...] = ()
+
     @property
     def kv_cache_memory_bytes(self) -> int:
         return self.memory.kv_available
@@ -214,11 +218,10 @@ def v0_pages(pages: list[kv.LayerPage], rules: VersionRules) -> list[kv.LayerPag
 
 def stage_kv_layers(spec: ModelSpec, pp: int, rules: VersionRules) -> list[frozenset[int]]:
     """The KV layers (indices into the model's KV pages) of each pipeline stage."""
-    page_of_layer, index = {}, 0  # model layer -> KV layer index (shared-KV layers have none)
-    for i, layer in enumerate(spec.layers):
-        if layer.kind != "shared":
-            page_of_layer[i], index = index, index + 1
-    return [frozenset(page_of_layer[i] for i in stage if i in page_of_layer) for stage in kv.split_layers(len(spec.layers), pp, rules)]
+    owners = [i for i, _ in kv.kv_layers(spec.layers)]  # KV layer index -> model layer (layers without a cache have none)
+    return [
+        frozenset(page for page, owner in enumerate(owners) if owner in stage) for stage in kv.split_layers(len(spec.layers), pp, rules)
+    ]
 
 
 def check_parallelism(spec: ModelSpec, tp: int, pp: int, inv: GpuInventory, dp: int = 1) -> list[str]:
@@ -293,14 +296,11 @@ def stage_budgets(
 ) -> list[tuple[memory.StageMemory, int, int]]:
     """Per pipeline stage: its memory budget, its bytes per block (its layers of each group), and its block count."""
     tp, pp = req.tensor_parallel_size, req.pipeline_parallel_size
-    page_of_layer, index = {}, 0  # model layer -> KV layer index (shared-KV layers have none)
-    for i, layer in enumerate(spec.layers):
-        if layer.kind != "shared":
-            page_of_layer[i], index = index, index + 1
+    owners = [i for i, _ in kv.kv_layers(spec.layers)]  # KV layer index -> model layer (shared-KV layers have none)
     on_gpu = inv.device != "cpu"
     out = []
     for s, layer_range in enumerate(kv.split_layers(len(spec.layers), pp, rules)):
-        on_stage = {page_of_layer[i] for i in layer_range if i in page_of_layer}
+        on_stage = {page for page, owner in enumerate(owners) if owner in layer_range}
         bpb = kv.bytes_per_block(groups, on_stage if pp > 1 else None)
         weights = rank_weights(spec, s, pp, layer_range, req, dtype)
         if req.kv_cache_memory_bytes is not None:
@@ -496,11 +496,12 @@ def assess(spec: ModelSpec, inv: GpuInventory, req: Requirements) -> Plan:
         )
     if spec.weights.is_estimate:
         notes.append("weights size is an estimate from the config's parameter count (no checkpoint index found)")
+    unverified = tuple(f"KV cache unverified for this model: {reason}; vLLM may allocate otherwise." for reason in spec.unverified)
     return Plan(
         model=spec.name,
         max_model_len=length,
         fits=not problems,
-        problems=tuple(problems),
+        problems=tuple(problems) + unverified,
         context=context,
         vllm_version=rules.label,
         device=inv.device,
@@ -539,6 +540,7 @@ def assess(spec: ModelSpec, inv: GpuInventory, req: Requirements) -> Plan:
         hybrid_allocator_disabled=not hybrid,
         data_parallel_size=dp,
         enable_expert_parallel=req.enable_expert_parallel,
+        unverified=unverified,
     )
 
 

@@ -394,6 +394,13 @@ TABLE: dict[str, tuple[Since, ...]] = {
         Since("0.11", 0.42, "logged: tests/data/observations.json obs238 (0.11)"),
         Since("0.19", 0.0, "NCCL buffers are profiled from 0.19 (profiles_tp_buffers)"),
     ),
+    # Nemotron-H's SSM state dtype when neither --mamba-ssm-cache-dtype nor the config sets one: the model dtype
+    # ("auto") until 0.12, float16 in 0.13-0.19, float32 from 0.20 (the only one "known to have no accuracy issues").
+    "nemotron_h_ssm_cache_dtype": (
+        Since("0.6", "auto", "0.12.0 vllm/model_executor/models/config.py: no NemotronH override"),
+        Since("0.13", "float16", "0.13.0 vllm/model_executor/models/config.py:NemotronHForCausalLMConfig:493 getattr(..., 'float16')"),
+        Since("0.20", "float32", "0.20.2 vllm/model_executor/models/config.py:NemotronHForCausalLMConfig:410"),
+    ),
 }
 # fmt: on
 
@@ -453,6 +460,7 @@ class VersionRules:
     moe_workspace_persists: bool
     non_torch_gib: float
     tp_non_torch_gib: float
+    nemotron_h_ssm_cache_dtype: str
 
     @property
     def label(self) -> str:

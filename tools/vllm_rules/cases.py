@@ -157,16 +157,18 @@ def describe(config: dict, spec: ModelSpec, plan: Plan, req: Requirements, rules
     specs: list[dict] = []  # the distinct layer specs; a stage lists (layer index, spec index) pairs
     layers: list[tuple[int, int] | None] = []
     for i, layer in enumerate(spec.layers):
-        if layer.kind == "shared":
+        if layer.kind in ("shared", "none"):  # no cache of their own (shared KV, MLP-only layers of hybrids)
             layers.append(None)
             continue
         kind = kv.spec_kind(layer.kind, rules)
         entry: dict = {"kind": kind, "dtype_bytes": elem}
         if kind == "mamba":
-            m = layer.mamba
-            assert m is not None
-            entry["mamba_shapes"] = [[m.conv_kernel - 1, m.conv_dim // tp], _ssm_shape(m, tp)]
-            entry["mamba_dtype_bytes"] = [kv.KV_DTYPE_BYTES[dtype]] * 2
+            assert layer.mamba is not None
+            m = kv.release_state(layer.mamba, rules)
+            state_bytes = kv.FIXED_DTYPE_BYTES[m.ssm_dtype] if m.ssm_dtype else kv.KV_DTYPE_BYTES[dtype]
+            shapes = kv.mamba_state_shapes(m, tp)
+            entry["mamba_shapes"] = [list(shape) for shape, _ in shapes]
+            entry["mamba_dtype_bytes"] = [kv.KV_DTYPE_BYTES[dtype] if role == "conv" else state_bytes for _, role in shapes]
             entry["page_size_padded"] = padded
             entry["checkpoint_blocks"] = m.align_blocks - 2
             if rules.mamba_cache_policy == "per_block_if_supported":
@@ -187,12 +189,6 @@ def describe(config: dict, spec: ModelSpec, plan: Plan, req: Requirements, rules
         "layer_specs": specs,
         "stages": stages,  # each stage runs on tp workers with the same specs
     }
-
-
-def _ssm_shape(m, tp: int) -> list[int]:
-    if m.family == "mamba1":
-        return [m.conv_dim // tp, m.ssm_state]
-    return [m.ssm_heads // tp, m.ssm_head_dim, m.ssm_state]
 
 
 def compare(table: dict, case: dict) -> list[str]:
