@@ -34,7 +34,9 @@ ENV = jinja2.Environment(
 )
 ENV.filters["shquote"] = shlex.quote
 ENV.filters["yaml"] = _yaml_scalar
-ENV.filters["json"] = json.dumps  # plain text; jinja's tojson is HTML-escaped
+# Plain text (jinja's tojson is HTML-escaped), UTF-8 as is: vLLM's JSON answers carry names unescaped, and the Slurm
+# readiness check compares the two.
+ENV.filters["json"] = lambda value: json.dumps(value, ensure_ascii=False)
 
 
 def render(template: str, **context: Any) -> str:

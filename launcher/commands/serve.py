@@ -11,11 +11,13 @@ import threading
 import time
 from pathlib import Path
 
-from launcher.commands.plan import build_plan
+from launcher.commands.plan import build_plan, formatted
 from launcher.errors import UserError
 from launcher.http import request
+from launcher.inputs import check_serve, check_vllm_extra_args
 from launcher.installed import find_vllm
-from launcher.report import plan_text, shell_command
+from launcher.output import emit
+from launcher.report import plan_text
 from launcher.serve import preflight, readiness
 from launcher.serve.diagnose import Diagnosis, diagnose
 from launcher.serve.logwatch import LogWatch
@@ -239,20 +241,26 @@ def write_ready_file(path: Path, data: dict) -> None:
 
 
 def run(s: ServeSettings) -> int:
+    check_serve(s)
     installed = find_vllm(s.vllm)
     plan = build_plan(s, installed)
-    console = Console()
     argv = vllm_command(s, plan, installed.executable or s.vllm)
+    check_vllm_extra_args(s.vllm_extra_args, argv[2 : len(argv) - len(s.vllm_extra_args)])
     if s.dry_run or not plan.fits:
-        sys.stdout.write(plan_text(plan))
-        print("\nvLLM command:\n  " + shell_command(plan, argv))
-        if not plan.fits:
-            console.say("not starting vLLM: the plan does not fit (see above); nothing was launched")
-            return 1
-        return 0
+        text = formatted(plan, "json" if s.json_output else s.format, argv)  # the plan with the exact command, once
+        if plan.fits:
+            emit(text, s.output, s.force)
+            return 0
+        if s.output and str(s.output) != "-":
+            sys.stderr.write(plan_text(plan, argv))
+            print(f"vllm-launch serve: the plan does not fit, so {s.output} was not written", file=sys.stderr)
+        else:
+            sys.stdout.write(text)
+        Console().say("not starting vLLM: the plan does not fit (see above); nothing was launched")
+        return 1
     preflight.check_vllm(installed)
     preflight.check_port(s.host or "0.0.0.0", s.port)
     log_path = s.log_file or Path(f"vllm-launch-{s.port}.log")
     if s.ready_file and s.ready_file.exists():
         raise UserError(f"--ready-file {s.ready_file} already exists", "scripts would read a stale endpoint", "remove it first")
-    return Supervisor(s, plan, console).run(argv, launch_env(s, plan), log_path.resolve())
+    return Supervisor(s, plan, Console()).run(argv, launch_env(s, plan), log_path.resolve())

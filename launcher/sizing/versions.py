@@ -10,6 +10,8 @@ import re
 from dataclasses import dataclass
 
 DEFAULT_VERSION = "0.32.0"
+# The newest release whose behaviour these rules were checked against (vLLM's own source of that release).
+NEWEST_KNOWN = "0.32.0"
 
 
 def parse_version(text: str) -> tuple[int, int, int]:
@@ -51,3 +53,16 @@ def rules_for(version: str | None) -> VersionRules:
         profiles_tp_buffers=v >= (0, 19, 0),
         clamps_max_tokens=v >= (0, 32, 0),
     )
+
+
+def check_known(version: str) -> str:
+    """A version the rules can speak for: refuses releases newer than NEWEST_KNOWN (their behaviour is unknown) and
+    0.0.x (never released). Returns the version unchanged; raises ValueError with the known range."""
+    v = parse_version(version)
+    newest = parse_version(NEWEST_KNOWN)
+    if v[:2] > newest[:2] or v < (0, 1, 0):
+        raise ValueError(
+            f"vLLM {version} is outside the releases these rules know (0.1 to {newest[0]}.{newest[1]}.x); "
+            f"pass a version in that range, or leave --vllm-version out to use the installed vLLM's"
+        )
+    return version

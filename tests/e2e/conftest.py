@@ -102,7 +102,21 @@ class Launch:
             raise AssertionError(f"launcher still running after {timeout} s:\n{self.output()[-3000:]}") from exc
 
 
-def start_launcher(vllm_venv: Path, model: Path, tmp: Path, *args: str, env: dict[str, str] | None = None) -> Launch:
+def vllm_overriding(vllm_venv: Path, tmp: Path, *args: str) -> Path:
+    """A `vllm` that appends `args` to whatever the launcher passes: vLLM then runs differently from the plan (the
+    launcher itself refuses such overrides after `--`), so tests can make the real vLLM fail where the plan fitted."""
+    wrapper = tmp / "vllm-overriding"
+    real = vllm_venv / "bin" / "vllm"
+    wrapper.write_text(
+        f"#!{vllm_venv / 'bin' / 'python'}\nimport os, sys\nos.execv({str(real)!r}, [{str(real)!r}, *sys.argv[1:], *{list(args)!r}])\n"
+    )
+    wrapper.chmod(0o755)
+    return wrapper
+
+
+def start_launcher(
+    vllm_venv: Path, model: Path, tmp: Path, *args: str, env: dict[str, str] | None = None, vllm: Path | None = None
+) -> Launch:
     port = free_port()
     out = tmp / f"launcher-{port}.out"
     log = tmp / f"vllm-{port}.log"
@@ -115,7 +129,7 @@ def start_launcher(vllm_venv: Path, model: Path, tmp: Path, *args: str, env: dic
         "--model",
         str(model),
         "--vllm",
-        str(vllm_venv / "bin" / "vllm"),
+        str(vllm or vllm_venv / "bin" / "vllm"),
         "--port",
         str(port),
         "--host",
@@ -135,9 +149,9 @@ def start_launcher(vllm_venv: Path, model: Path, tmp: Path, *args: str, env: dic
     return Launch(proc, port, log, out, ready)
 
 
-def start_vllm(vllm_venv: Path, model: Path, tmp: Path, *args: str, env: dict[str, str] | None = None) -> Launch:
+def start_vllm(vllm_venv: Path, model: Path, tmp: Path, *args: str, env: dict[str, str] | None = None, vllm: Path | None = None) -> Launch:
     """start_launcher, then wait until vLLM itself runs (its session is recorded for the leftover checks)."""
-    launch = start_launcher(vllm_venv, model, tmp, *args, env=env)
+    launch = start_launcher(vllm_venv, model, tmp, *args, env=env, vllm=vllm)
     launch.vllm_session()
     return launch
 
@@ -187,7 +201,6 @@ def served(vllm_venv: Path, tiny_model: Path, tmp_path_factory: pytest.TempPathF
         "tiny",
         "--api-key-env",
         "TEST_API_KEY",
-        "--",
         "--enforce-eager",
         env=env,
     )
