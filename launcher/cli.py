@@ -8,15 +8,15 @@ config keys with a "did you mean", and turns errors into messages and exit codes
 
 from __future__ import annotations
 
-import importlib
 import os
-import re
 import sys
-from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from launcher import __version__
 from launcher.errors import UserError
+
+if TYPE_CHECKING:  # --help must not pay for pathlib and friends
+    from pathlib import Path
 
 # name -> (settings class, module with run(settings) -> int, one-line summary)
 COMMANDS: dict[str, tuple[str, str, str]] = {
@@ -105,6 +105,8 @@ def _config_path(argv: list[str]) -> Path | None:
     raw = raw if raw is not None else os.environ.get("VLLM_LAUNCH_CONFIG") or None
     if raw is None:
         return None
+    from pathlib import Path
+
     path = Path(raw).expanduser()
     if not path.is_file():
         raise UserError(
@@ -161,6 +163,8 @@ def _format_validation(exc: Any, where: _Where) -> str:
         value = err.get("input")
         shown = f" (got {value!r})" if isinstance(value, (str, int, float)) and str(value) not in message else ""
         if err["type"] == "literal_error" and isinstance(value, str):
+            import re
+
             from launcher.settings import did_you_mean
 
             shown += did_you_mean(value, re.findall(r"'([^']*)'", str(err.get("ctx", {}).get("expected", ""))))
@@ -188,6 +192,8 @@ def _format_cli_error(command: str, text: str) -> str:
 
 
 def run_command(name: str, argv: list[str]) -> int:
+    import importlib
+
     from pydantic import ValidationError
     from pydantic_settings import CliApp, SettingsError
 

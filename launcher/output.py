@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import os
 import sys
-import tempfile
 from pathlib import Path
 
 from launcher.errors import UserError
@@ -21,6 +20,8 @@ def emit(text: str, path: Path | None, force: bool, mode: int = 0o644) -> None:
         raise UserError(f"{path} already exists", "vllm-launch does not overwrite files unasked", "pass --force to replace it")
     if not path.parent.is_dir():
         raise UserError(f"{path.parent} is not a directory", "the output file's folder must exist", "create it first")
+    import tempfile  # here: it imports random and hashlib, which plain output to the terminal does not need
+
     try:
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
     except OSError as exc:

@@ -157,7 +157,6 @@ class LaunchSettings(BaseSettings):
         cli_hide_none_type=True,
         cli_avoid_json=True,
         cli_exit_on_error=False,
-        use_attribute_docstrings=True,
         allow_inf_nan=False,
         extra="ignore",
     )

@@ -8,8 +8,7 @@ the docstring under it, and its default from the assignment. tests/test_help.py 
 from __future__ import annotations
 
 import ast
-from dataclasses import dataclass
-from pathlib import Path
+import os
 
 TOKENS_SYNTAX = "58000, 58_000, 1e5, 32k (= 32000) or 32K (= 32768)"
 SIZE_SYNTAX = "80G or 80GiB (= 80 x 2^30 bytes), 80g or 80GB (= 80 x 10^9), or bytes: 85899345920"
@@ -44,26 +43,30 @@ LEGEND = {
     "FILE": "a path",
     "TEXT": "any text (quote it if it has spaces)",
 }
-SETTINGS_SOURCE = Path(__file__).with_name("settings.py")
+SETTINGS_SOURCE = os.path.join(os.path.dirname(__file__), "settings.py")
 
 
-@dataclass(frozen=True)
 class Flag:
-    name: str  # field name, e.g. max_model_len
-    spellings: tuple[str, ...]  # --max-model-len; -o, --output
-    syntax: str  # TOKENS, {a,b}, "" for a switch
-    doc: str
-    default: str | None  # as written in the source; None: no default shown
-    required: bool
-    positional: bool
-    switch: bool  # a bool: --x, or --x / --no-x when it is on by default
-    on: bool = False  # a switch's default
+    """One flag as --help shows it. (A plain class: dataclasses would import inspect, a tenth of help's time budget.)"""
+
+    def __init__(
+        self, name: str, spellings: tuple[str, ...], syntax: str, doc: str, default: str | None, required: bool, positional: bool, on: bool
+    ) -> None:
+        self.name = name  # field name, e.g. max_model_len
+        self.spellings = spellings  # ("--max-model-len",); ("-o", "--output")
+        self.syntax = syntax  # TOKENS, {a,b}; "" for a switch
+        self.doc = doc
+        self.default = default  # as written in the source; None: no default shown
+        self.required = required
+        self.positional = positional
+        self.switch = not syntax
+        self.on = on  # a switch that is on by default: shown as --x / --no-x
 
 
-@dataclass(frozen=True)
 class CommandHelp:
-    doc: str
-    flags: tuple[Flag, ...]
+    def __init__(self, doc: str, flags: tuple[Flag, ...]) -> None:
+        self.doc = doc
+        self.flags = flags
 
 
 def _alias_choices(call: ast.expr | None) -> list[str]:
@@ -136,7 +139,6 @@ def _fields(cls: ast.ClassDef, aliases: dict[str, ast.expr]) -> list[Flag]:
                 default=default if default not in ("", "[]") else None,
                 required=required and "None" not in names,
                 positional="CliPositionalArg" in names,
-                switch=switch,
                 on=on,
             )
         )
@@ -145,9 +147,10 @@ def _fields(cls: ast.ClassDef, aliases: dict[str, ast.expr]) -> list[Flag]:
     return flags
 
 
-def read_help(path: Path = SETTINGS_SOURCE) -> dict[str, CommandHelp]:
+def read_help(path: str = SETTINGS_SOURCE) -> dict[str, CommandHelp]:
     """Settings class name -> its docstring and flags (inherited ones first, as pydantic orders them)."""
-    tree = ast.parse(path.read_text())
+    with open(path, encoding="utf-8") as f:
+        tree = ast.parse(f.read())
     aliases = {t.id: n.value for n in tree.body if isinstance(n, ast.Assign) for t in n.targets if isinstance(t, ast.Name)}
     classes = {n.name: n for n in tree.body if isinstance(n, ast.ClassDef)}
     result: dict[str, CommandHelp] = {}
