@@ -10,6 +10,7 @@ import sys
 import threading
 import time
 from pathlib import Path
+from typing import TextIO
 
 from launcher.commands.plan import build_plan, formatted
 from launcher.errors import UserError
@@ -34,9 +35,9 @@ HEALTH_POLL_S = 0.5  # /health while serving (503 = engine dead)
 class Console:
     """vLLM's lines go through; on a terminal a status line stays below them, otherwise phases print as plain lines."""
 
-    def __init__(self, stream=sys.stderr) -> None:
-        self.stream = stream
-        self.tty = stream.isatty()
+    def __init__(self, stream: TextIO | None = None) -> None:
+        self.stream = stream or sys.stderr  # looked up now, not at import: redirected streams (tests) are honoured
+        self.tty = self.stream.isatty()
         self.lock = threading.Lock()
         self.status = ""
         self._last_phase = ""

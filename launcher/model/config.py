@@ -73,6 +73,11 @@ def _int(cfg: dict[str, Any], *keys: str) -> int | None:
     return None
 
 
+def _invalid(cfg: dict[str, Any], *keys: str) -> str | None:
+    """The first of `keys` present with a value _int refuses: reported as a bad value, not as a missing key."""
+    return next((f"`{k}` is {cfg[k]!r}, not a positive whole number" for k in keys if cfg.get(k) is not None), None)
+
+
 def kv_heads_of(cfg: dict[str, Any]) -> int:
     if cfg.get("multi_query") and not cfg.get("new_decoder_architecture"):
         return 1  # Falcon MQA
@@ -204,15 +209,21 @@ def layer_types(cfg: dict[str, Any], n_layers: int) -> list[str]:
 def build_layers(cfg: dict[str, Any], name: str) -> tuple[LayerSpec, ...]:
     n_layers = _int(cfg, "num_hidden_layers", "n_layer", "num_layers")
     if not n_layers:
+        bad = _invalid(cfg, "num_hidden_layers", "n_layer", "num_layers")
         raise UserError(
-            f"{name}: config.json lacks `num_hidden_layers`", "the number of layers sizes the KV cache", "use the model's own config.json"
+            f"{name}: config.json {bad or 'lacks `num_hidden_layers`'}",
+            "the number of layers sizes the KV cache",
+            "use the model's own config.json",
         )
     heads = _int(cfg, "num_attention_heads", "n_head")
     hidden = _int(cfg, "hidden_size", "n_embd", "d_model")
     if not heads or not hidden:
+        bad = (not heads and _invalid(cfg, "num_attention_heads", "n_head")) or (
+            not hidden and _invalid(cfg, "hidden_size", "n_embd", "d_model")
+        )
         missing = [k for k, v in (("num_attention_heads", heads), ("hidden_size", hidden)) if not v]
         raise UserError(
-            f"{name}: config.json lacks {', '.join('`' + m + '`' for m in missing)}",
+            f"{name}: config.json {bad}" if bad else f"{name}: config.json lacks {', '.join('`' + m + '`' for m in missing)}",
             "the sizing engine needs them for the KV cache",
             "use the model's own config.json",
         )
