@@ -362,6 +362,9 @@ def test_help_shows_value_syntax_not_python_types():
 
 
 def test_help_does_not_import_pydantic():
-    code = "import sys\nfrom launcher.cli import main\ntry:\n    sys.exit(main(['serve', '--help']))\nfinally:\n    assert 'pydantic' not in sys.modules"
+    code = (
+        "import sys\nfrom launcher.cli import main\n"
+        "try:\n    sys.exit(main(['serve', '--help']))\nfinally:\n    assert 'pydantic' not in sys.modules"
+    )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert result.returncode == 0 and "--max-model-len TOKENS" in result.stdout, result.stderr
