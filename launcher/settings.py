@@ -16,7 +16,7 @@ import sys
 from collections.abc import Iterable, Mapping
 from contextvars import ContextVar
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, get_args
 
 from pydantic import AliasChoices, BeforeValidator, Field, field_validator
 from pydantic.fields import FieldInfo
@@ -189,11 +189,14 @@ def field_names(cls: type[BaseSettings], name: str) -> list[str]:
     return [name, *(c for c in choices if c != name)]
 
 
+_POSITIONAL = get_args(CliPositionalArg[int])[1]  # the marker CliPositionalArg puts on a field
+
+
 def cli_flags(cls: type[BaseSettings]) -> dict[str, str]:
     """Every flag the command accepts -> its field: kebab-case names and aliases, `--no-X` for switches."""
     flags: dict[str, str] = {}
     for name, info in cls.model_fields.items():
-        if any(m is CliSuppress or getattr(m, "__name__", "") == "_CliPositionalArg" for m in info.metadata) or _positional(info):
+        if any(m is CliSuppress or m is _POSITIONAL for m in info.metadata):  # no flag: after `--`, or positional
             continue
         for spelling in field_names(cls, name):
             flag = ("-" if len(spelling) == 1 else "--") + spelling.replace("_", "-")
@@ -201,10 +204,6 @@ def cli_flags(cls: type[BaseSettings]) -> dict[str, str]:
             if info.annotation is bool and len(spelling) > 1:
                 flags["--no-" + spelling.replace("_", "-")] = name
     return flags
-
-
-def _positional(info: FieldInfo) -> bool:
-    return any("Positional" in type(m).__name__ or "Positional" in getattr(m, "__name__", "") for m in info.metadata)
 
 
 def did_you_mean(word: str, candidates: Iterable[str]) -> str:
