@@ -11,6 +11,7 @@ from collections.abc import Iterable
 
 from launcher.errors import UserError
 from launcher.hardware import GiB, MiB
+from launcher.model.spec import ModelSpec
 from launcher.settings import BudgetSettings, PlanSettings, RenderSettings, ServeSettings
 from launcher.sizing.versions import parse_version
 
@@ -154,6 +155,17 @@ def check_vllm_extra_args(extra: list[str], planned: list[str]) -> None:
             )
         if name in PLANNED_VLLM_FLAGS:
             raise UserError(f"`{arg}` after `--` is a vllm-launch flag", "the plan must account for it", f"pass --{name} before `--`")
+
+
+def check_against_model(s: PlanSettings, spec: ModelSpec) -> None:
+    """Inputs that only the model can rule out."""
+    if s.kv_cache_dtype.endswith("_ds_mla") and not any(layer.kind == "mla" for layer in spec.layers):
+        raise UserError(
+            f"--kv-cache-dtype {s.kv_cache_dtype} is the KV layout of DeepSeek's MLA attention, and {spec.name} has no MLA layers",
+            "vLLM 0.32 offers it only in its FlashMLA sparse backends (v1/attention/backends/mla/flashmla_sparse.py), "
+            "so no attention backend would take this model",
+            "use --kv-cache-dtype fp8 (or auto)",
+        )
 
 
 def check_serve(s: ServeSettings) -> None:

@@ -88,9 +88,21 @@ VALID_TEXT = {
 }
 
 
+CONFIG_KEYS = [*mc.catalog("meta-llama/Llama-3.1-8B-Instruct"), "rope_scaling", "text_config", "sliding_window", "head_dim", "x"]
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers(-(10**6), 10**20) | st.floats() | st.text(max_size=5),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.sampled_from(["rope_type", "factor", "type", "x"]), inner, max_size=3),
+    max_leaves=6,
+)
+# --hf-overrides: JSON objects over real config keys with values of every type (what reaches the model reader).
+hf_overrides = st.dictionaries(st.sampled_from(CONFIG_KEYS), json_values, max_size=3).map(lambda d: json.dumps(d, allow_nan=True))
+
+
 def wild_values(flag) -> st.SearchStrategy[str]:
     """Anything a user might type for this flag, sensible or not."""
     name, syntax = flag.name, flag.syntax
+    if name == "hf_overrides":
+        return st.one_of(hf_overrides, text)
     if syntax == "FILE":
         return path_values()
     if name == "model":
@@ -299,7 +311,8 @@ def drive(world: dict, argv: list[str], env: dict[str, str], config: str | bytes
         assert "Traceback" not in result.out + result.err, shown
         if result.rc == 2:
             assert snapshot(root) == before, "files changed although the input was refused\n" + shown
-        wants_json = "--json" in argv[: argv.index("--") if "--" in argv else len(argv)]
+        switches = [a for a in argv[: argv.index("--") if "--" in argv else len(argv)] if a in ("--json", "--no-json")]
+        wants_json = switches[-1:] == ["--json"]  # the last one wins
         if result.rc in (0, 1) and result.out.lstrip().startswith("{") or (wants_json and result.rc == 0 and result.out):
             json.loads(result.out)
     finally:

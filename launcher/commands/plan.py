@@ -11,13 +11,13 @@ from dataclasses import replace
 from launcher import gpus as gpu_adapter
 from launcher.errors import UserError
 from launcher.hardware import GiB, Gpu, GpuInventory, find_preset, inventory_from_preset, inventory_from_size, preset_names
-from launcher.inputs import check_plan
+from launcher.inputs import check_against_model, check_plan
 from launcher.installed import InstalledVllm, find_vllm
 from launcher.model.reader import read_model
 from launcher.output import emit
 from launcher.report import plan_json, plan_text, vllm_config_yaml
 from launcher.settings import PlanSettings
-from launcher.sizing.plan import Plan, PlanError, Requirements, make_plan
+from launcher.sizing.plan import Plan, Requirements, make_plan
 
 
 def host_inventory() -> GpuInventory:
@@ -92,6 +92,7 @@ def build_plan(s: PlanSettings, installed: InstalledVllm | None = None) -> Plan:
     for warning in check_plan(s, "cpu" if cpu else "cuda", version):
         print(f"vllm-launch: warning: {warning}", file=sys.stderr)
     spec = read_model(s.model, s.revision, s.hf_overrides)
+    check_against_model(s, spec)
     inventory = inventory_for(s, cpu)
     requirements = requirements_for(s, version)
     cpu_kv_space = os.environ.get("VLLM_CPU_KVCACHE_SPACE", "").strip()
@@ -113,8 +114,8 @@ def build_plan(s: PlanSettings, installed: InstalledVllm | None = None) -> Plan:
         )
     try:
         return make_plan(spec, inventory, requirements)
-    except PlanError as exc:
-        raise UserError(str(exc), "", "check the sizes you passed") from exc
+    except ValueError as exc:  # PlanError and its kin: the engine's word for requirements it cannot plan at all
+        raise UserError(str(exc), "the sizing engine cannot plan these inputs", "check the values you passed") from exc
 
 
 def formatted(plan: Plan, fmt: str, command: list[str] | None = None) -> str:

@@ -90,6 +90,18 @@ def _apply_overrides(config: dict[str, Any], overrides: dict[str, Any] | None) -
     return merged
 
 
+def _spec(config: dict[str, Any], name: str, **facts: Any) -> ModelSpec:
+    """spec_from_config, with a config value of the wrong type or range reported as such instead of a traceback."""
+    try:
+        return spec_from_config(config, name, **facts)
+    except (TypeError, ValueError, OverflowError, KeyError, AttributeError) as exc:
+        raise UserError(
+            f"{name}: config.json (with --hf-overrides, if given) has a value that cannot be read: {exc}",
+            "vLLM would fail to load such a config too",
+            "check the model's config.json and --hf-overrides",
+        ) from exc
+
+
 def read_local(path: Path, overrides: dict[str, Any] | None) -> ModelSpec:
     directory = path.parent if path.is_file() else path
     config_path = path if path.is_file() else path / "config.json"
@@ -103,7 +115,7 @@ def read_local(path: Path, overrides: dict[str, Any] | None) -> ModelSpec:
     gen_path = directory / "generation_config.json"
     generation = _read_json(gen_path, "generation_config.json") if gen_path.is_file() else None
     weights = local_weight_bytes(directory)
-    return spec_from_config(
+    return _spec(
         config,
         str(path),
         weights_bytes=weights[0] if weights else None,
@@ -115,7 +127,7 @@ def read_local(path: Path, overrides: dict[str, Any] | None) -> ModelSpec:
 
 def read_catalog(repo_id: str, overrides: dict[str, Any] | None, reason: str) -> ModelSpec:
     entry = load_catalog()[repo_id]
-    return spec_from_config(
+    return _spec(
         _apply_overrides(entry["config"], overrides),
         repo_id,
         weights_bytes=entry["weights_bytes"],
@@ -186,7 +198,7 @@ def read_cached(repo_id: str, revision: str | None, overrides: dict[str, Any] | 
         weights = (total, "safetensors index") if isinstance(total, int) and total > 0 else None
     if weights is None and repo_id in catalog:
         weights = (catalog[repo_id]["weights_bytes"], "catalog: " + catalog[repo_id]["weights_source"])
-    return spec_from_config(
+    return _spec(
         _apply_overrides(_read_json(config_path, "config.json"), overrides),
         repo_id,
         weights_bytes=weights[0] if weights else None,
@@ -262,7 +274,7 @@ def read_hub(repo_id: str, revision: str | None, overrides: dict[str, Any] | Non
     if weights is None and repo_id in catalog:
         entry = catalog[repo_id]
         weights = (entry["weights_bytes"], "catalog: " + entry["weights_source"])
-    return spec_from_config(
+    return _spec(
         config,
         repo_id,
         weights_bytes=weights[0] if weights else None,
