@@ -95,6 +95,9 @@ def check_plan(s: PlanSettings, device: str, version: str | None) -> list[str]:
     if s.json_output and s.format not in ("text", "json"):
         raise conflict("--json", f"--format {s.format}", "they ask for two different outputs", "pass one of them")
     warnings = []
+    if s.kv_cache_memory_bytes is not None and s.gpu_memory_utilization is not None:
+        # vllm/config/cache.py (0.32): "kv_cache_memory_bytes (when not-None) ignores gpu_memory_utilization".
+        warnings.append("vLLM ignores --gpu-memory-utilization when --kv-cache-memory-bytes is given (and so does the plan)")
     if s.block_size is not None:
         error, warning = block_size_problem(s.block_size, device, version)
         if error:

@@ -308,6 +308,12 @@ def test_block_size_vllm_would_refuse():
     assert run_main("plan", "--model", LLAMA, *H100, "--max-model-len", "4k", "--block-size", "32").rc == 0
 
 
+def test_utilization_ignored_by_vllm_next_to_an_explicit_kv_size_is_said():
+    both = ("--kv-cache-memory-bytes", "4G", "--gpu-memory-utilization", "0.5")
+    result = run_main("plan", "--model", LLAMA, *H100, "--max-model-len", "4k", *both)
+    assert result.rc == 0 and "vLLM ignores --gpu-memory-utilization" in result.err
+
+
 def test_vllm_version_newer_than_the_rules_know():
     result = run_main("plan", "--model", LLAMA, *H100, "--max-model-len", "4k", "--vllm-version", "9.9")
     assert result.rc == 2 and "0.1 to 0.32" in result.err
@@ -368,3 +374,44 @@ def test_help_does_not_import_pydantic():
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert result.returncode == 0 and "--max-model-len TOKENS" in result.stdout, result.stderr
+
+
+# --- speed: the Hub ----------------------------------------------------------------------------------------------
+
+
+def test_offline_catalog_plan_does_not_import_the_hub_client(tmp_path):
+    code = (
+        "import sys\nfrom launcher.cli import main\n"
+        f"rc = main(['plan', '--model', '{LLAMA}', '--gpu', 'H100-80GB', '--max-model-len', '4k'])\n"
+        "assert 'huggingface_hub.file_download' not in sys.modules\nsys.exit(rc)"
+    )
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_HOME": str(tmp_path)}
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
+    assert result.returncode == 0 and "built-in catalog" in result.stdout, result.stderr
+
+
+def test_an_unreachable_hub_is_asked_once_and_never_for_long(monkeypatch):
+    import socket
+    import time
+
+    from launcher.model import reader
+
+    calls = []
+
+    def refuse(*args, **kwargs):
+        calls.append(args)
+        raise OSError("unreachable")
+
+    monkeypatch.setattr(reader, "_HUB_REACHABLE", {})
+    monkeypatch.setenv("HF_ENDPOINT", "http://127.0.0.1:9")
+    monkeypatch.setattr(socket, "create_connection", refuse)
+    assert not reader.hub_reachable() and not reader.hub_reachable() and len(calls) == 1
+    monkeypatch.setenv("HF_ENDPOINT", "http://hub.invalid")
+
+    def hang(*args, **kwargs):  # a name lookup that hangs, whatever the socket timeout says
+        time.sleep(3)
+        raise OSError("timed out")
+
+    monkeypatch.setattr(socket, "create_connection", hang)
+    start = time.monotonic()
+    assert not reader.hub_reachable(timeout=0.2) and time.monotonic() - start < 1.5
