@@ -52,38 +52,48 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             _REAL[item.nodeid] = tuple(dict.fromkeys(parts))
 
 
-def _real_outcomes(stats: dict) -> tuple[Counter, Counter, list[str]]:
-    passed: Counter = Counter()
-    skipped: Counter = Counter()
-    reasons: list[str] = []
-    for report in stats.get("passed", []):
-        if report.when == "call":
-            passed.update(_REAL.get(report.nodeid, ()))
-    for report in stats.get("skipped", []):
-        parts = _REAL.get(report.nodeid, ())
-        skipped.update(parts)
-        if parts and isinstance(report.longrepr, tuple):
-            reasons.append(str(report.longrepr[2]).removeprefix("Skipped: "))
-    return passed, skipped, reasons
+def _real_outcomes(stats: dict) -> dict[str, Counter]:
+    """Real parts by outcome: passed, skipped, failed (errors included), counting each test once per part."""
+    outcomes: dict[str, Counter] = {"passed": Counter(), "skipped": Counter(), "failed": Counter()}
+    seen: set[tuple[str, str]] = set()
+    for outcome, key in (("failed", "failed"), ("failed", "error"), ("skipped", "skipped"), ("passed", "passed")):
+        for report in stats.get(key, []):
+            parts = _REAL.get(getattr(report, "nodeid", ""), ())
+            if parts and (report.nodeid, outcome) not in seen and (outcome != "passed" or report.when == "call"):
+                seen.add((report.nodeid, outcome))
+                outcomes[outcome].update(parts)
+    return outcomes
+
+
+def _reasons(stats: dict) -> list[str]:
+    found = []
+    for report in stats.get("skipped", []) + stats.get("error", []):
+        if getattr(report, "nodeid", "") in _REAL:
+            text = report.longrepr[2] if isinstance(report.longrepr, tuple) else str(getattr(report.longrepr, "reprcrash", "") or "")
+            found.append(str(text).removeprefix("Skipped: ").splitlines()[0] if text else "")
+    return sorted({r for r in found if r})[:3]
 
 
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter, exitstatus: int, config: pytest.Config) -> None:
-    passed, skipped, reasons = _real_outcomes(terminalreporter.stats)
-    if not passed and not skipped:
+    """One line: how many tests drove real parts, which, and what was skipped or failed for want of one."""
+    outcomes = _real_outcomes(terminalreporter.stats)
+    if not any(outcomes.values()):
         return
     drove = sum(1 for r in terminalreporter.stats.get("passed", []) if r.when == "call" and r.nodeid in _REAL)
-    parts = ", ".join(f"{part} {n}" for part, n in sorted(passed.items())) or "none"
+    parts = ", ".join(f"{part} {n}" for part, n in sorted(outcomes["passed"].items())) or "none"
     line = f"real parts: {drove} passed tests drove them ({parts})"
-    if skipped:
-        line += f"; {sum(skipped.values())} skipped ({', '.join(f'{p} {n}' for p, n in sorted(skipped.items()))})"
-        line += ": " + "; ".join(sorted(set(reasons))[:3])
-    terminalreporter.write_line(line, red=bool(skipped) and in_ci(), yellow=bool(skipped) and not in_ci())
+    for outcome in ("skipped", "failed"):
+        if outcomes[outcome]:
+            line += f"; {sum(outcomes[outcome].values())} {outcome} ({', '.join(f'{p} {n}' for p, n in sorted(outcomes[outcome].items()))})"
+    reasons = _reasons(terminalreporter.stats)
+    if reasons:
+        line += ": " + "; ".join(reasons)
+    bad = bool(outcomes["failed"]) or (bool(outcomes["skipped"]) and in_ci())
+    terminalreporter.write_line(line, red=bad, yellow=not bad and bool(outcomes["skipped"]))
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     """Under CI a skipped real-part test is a failure, whatever made it skip."""
     reporter = session.config.pluginmanager.get_plugin("terminalreporter")
-    if in_ci() and reporter is not None and exitstatus == 0:
-        _, skipped, _ = _real_outcomes(reporter.stats)
-        if skipped:
-            session.exitstatus = pytest.ExitCode.TESTS_FAILED
+    if in_ci() and reporter is not None and exitstatus == 0 and _real_outcomes(reporter.stats)["skipped"]:
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
