@@ -9,6 +9,7 @@ that skipped anyway turns the run red. A local run without them skips those test
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 from collections import Counter
 from pathlib import Path
@@ -70,7 +71,7 @@ def _reasons(stats: dict) -> list[str]:
     for report in stats.get("skipped", []) + stats.get("error", []):
         if getattr(report, "nodeid", "") in _REAL:
             text = report.longrepr[2] if isinstance(report.longrepr, tuple) else str(getattr(report.longrepr, "reprcrash", "") or "")
-            found.append(str(text).removeprefix("Skipped: ").splitlines()[0] if text else "")
+            found.append(re.sub(r"^.*?(Failed|Skipped): ", "", str(text).splitlines()[0]) if text else "")
     return sorted({r for r in found if r})[:3]
 
 
