@@ -158,6 +158,7 @@ class LaunchSettings(BaseSettings):
         cli_avoid_json=True,
         cli_exit_on_error=False,
         allow_inf_nan=False,
+        defer_build=True,  # validators are built for the one command that runs, not for all seven at import
         extra="ignore",
     )
 
