@@ -174,6 +174,8 @@ def _format_validation(exc: Any, where: _Where) -> str:
 
 def _format_cli_error(command: str, text: str) -> str:
     """argparse's complaints, said plainly."""
+    import re
+
     text = text.removeprefix("error parsing CLI: ").strip()
     if text.startswith("unrecognized arguments:"):
         extra = text.split(":", 1)[1].strip()
@@ -182,6 +184,11 @@ def _format_cli_error(command: str, text: str) -> str:
         return f"unexpected argument(s) {extra!r}; see `vllm-launch {command} --help`"
     if "the following arguments are required: target" in text.lower():
         return "which file to render? pass a TARGET: command, vllm-config, systemd, slurm or k8s"
+    argument = re.match(r"argument ([^ :/]+)[^:]*: (.*)", text)
+    if argument and argument[2].startswith("expected one argument"):
+        return f"{argument[1]} needs a value; see `vllm-launch {command} --help`"
+    if argument and argument[2].startswith("ignored explicit argument"):
+        return f"{argument[1]} is a switch and takes no value (write {argument[1]} or --no-{argument[1].removeprefix('--')})"
     if "invalid choice" in text:
         from launcher.settings import did_you_mean
 

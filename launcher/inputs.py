@@ -82,8 +82,8 @@ def check_plan(s: PlanSettings, device: str, version: str | None) -> list[str]:
                 raise conflict(
                     f"--max-model-len {s.max_model_len}",
                     "/".join(flags),
-                    f"{'/'.join(flags)} size the context from the prompt and completion; --max-model-len gives it outright, "
-                    "so one of them would be ignored",
+                    f"the context comes from --max-model-len or from the prompt and completion, not both: {'/'.join(flags)} "
+                    "would be ignored",
                     "pass --max-model-len alone, or --prompt/--completion (with --turns/--observation)",
                 )
     if "observation" in s.model_fields_set and s.observation and not s.turns:
