@@ -32,7 +32,7 @@ from pydantic_settings import (
 from launcher.errors import UserError
 from launcher.usage import SIZE_SYNTAX, TOKENS_SYNTAX
 
-_NUMBER = re.compile(r"^([0-9]+(?:\.[0-9]*)?(?:[eE][+-]?[0-9]+)?)\s*([A-Za-z]*)$")
+_NUMBER = re.compile(r"^([+-]?[0-9]+(?:\.[0-9]*)?(?:[eE][+-]?[0-9]+)?)\s*([A-Za-z]*)$")
 # vLLM's human_readable_int (engine/arg_utils.py): lower-case suffixes are decimal, upper-case ones binary.
 _TOKEN_SUFFIXES = {"": 1, "k": 10**3, "m": 10**6, "g": 10**9, "t": 10**12, "K": 2**10, "M": 2**20, "G": 2**30, "T": 2**40}
 # Sizes add the spelled-out units: KiB..TiB are binary, KB..TB decimal (SI), B is bytes; case-insensitive.

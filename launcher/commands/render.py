@@ -17,7 +17,7 @@ from launcher import __version__
 from launcher import gpus as gpu_adapter
 from launcher.commands.plan import build_plan
 from launcher.errors import UserError
-from launcher.inputs import check_render, check_vllm_extra_args
+from launcher.inputs import check_plan, check_render, check_vllm_extra_args
 from launcher.output import emit
 from launcher.render import args_to_options, render
 from launcher.report import plan_text
@@ -204,16 +204,19 @@ def run(s: RenderSettings) -> int:
     refuse_secrets(s)
     s = multinode_settings(s)
     plan = None
-    if s.target == "k8s":  # Kubernetes sizes on the node, in its init container
-        warn_local_model(s)
+    if s.target == "k8s" or (s.target == "systemd" and not local_gpus_known(s)):
+        # Kubernetes sizes on the node, in its init container; a systemd unit on its machine when it starts.
+        for warning in check_plan(s, "cuda", s.vllm_version):
+            print(f"vllm-launch render: warning: {warning}", file=sys.stderr)
         check_vllm_extra_args(s.vllm_extra_args, [])
-    elif s.target == "systemd" and not local_gpus_known(s):  # the unit plans on its machine when it starts
-        print(
-            "vllm-launch render: note: no GPU here and no --gpu: the unit sizes the server on its machine when it starts "
-            "(pass --gpu NAME to check the fit now)",
-            file=sys.stderr,
-        )
-        check_vllm_extra_args(s.vllm_extra_args, [])
+        if s.target == "k8s":
+            warn_local_model(s)
+        else:
+            print(
+                "vllm-launch render: note: no GPU here and no --gpu: the unit sizes the server on its machine when it starts "
+                "(pass --gpu NAME to check the fit now)",
+                file=sys.stderr,
+            )
     else:
         plan = build_plan(s)
         check_vllm_extra_args(s.vllm_extra_args, list(plan.vllm_args))
