@@ -72,8 +72,11 @@ class Launch:
         end = time.monotonic() + timeout
         while self._sid is None and time.monotonic() < end:
             try:
-                children = [c for c in psutil.Process(self.proc.pid).children() if "serve" in c.cmdline()]
-            except psutil.Error:
+                # A child still in the launcher's session is between fork and setsid (its cmdline is still the
+                # launcher's): not vLLM's session yet.
+                own = os.getsid(self.proc.pid)
+                children = [c for c in psutil.Process(self.proc.pid).children() if "serve" in c.cmdline() and os.getsid(c.pid) != own]
+            except (psutil.Error, ProcessLookupError):
                 children = []
             if children:
                 self._sid = os.getsid(children[0].pid)
