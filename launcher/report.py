@@ -129,13 +129,14 @@ def shell_command(plan: Plan, argv: list[str] | None = None) -> str:
     return " ".join([*assignments, shlex.join(argv or ["vllm", "serve", *plan.vllm_args])])
 
 
-def plan_text(plan: Plan) -> str:
+def plan_text(plan: Plan, argv: list[str] | None = None) -> str:
+    """The readable report; its last section is the command (`argv` when given: the exact one serve runs)."""
     from launcher.render import render  # jinja2: only when text is wanted (--json stays lighter)
 
-    return render("plan.txt.j2", plan=plan, m=plan.memory, GiB=GiB, command=shell_command(plan), layouts=layout_tables(plan))
+    return render("plan.txt.j2", plan=plan, m=plan.memory, GiB=GiB, command=shell_command(plan, argv), layouts=layout_tables(plan))
 
 
 def vllm_config_yaml(plan: Plan) -> str:
     from launcher.render import args_to_options, render
 
-    return render("vllm-config.yaml.j2", plan=plan, options=args_to_options(plan.vllm_args), version=__version__)
+    return render("vllm-config.yaml.j2", plan=plan, options=args_to_options(plan.vllm_args), env=list(plan.env), version=__version__)

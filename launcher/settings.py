@@ -1,64 +1,157 @@
 """Settings: one pydantic-settings model per command gives its flags, `VLLM_LAUNCH_*` environment
 variables and the TOML config file (`--config`), with one precedence: flags > env > file > defaults.
 
-Flags that mean what vLLM's mean carry vLLM's names; our own inputs are plain words.
+Flags that mean what vLLM's mean carry vLLM's names; our own inputs are plain words. The value types below
+(Tokens, Size, ...) carry their syntax in their names: `launcher.usage` shows them in `--help` without importing
+pydantic.
 """
 
 from __future__ import annotations
 
+import difflib
+import os
 import re
+import shlex
+import sys
+from collections.abc import Iterable, Mapping
+from contextvars import ContextVar
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, get_args
 
-from pydantic import BeforeValidator, Field, field_validator
+from pydantic import AliasChoices, BeforeValidator, Field, field_validator
+from pydantic.fields import FieldInfo
 from pydantic_settings import (
     BaseSettings,
     CliPositionalArg,
     CliSuppress,
+    NoDecode,
     PydanticBaseSettingsSource,
     SettingsConfigDict,
-    TomlConfigSettingsSource,
 )
 
-_HUMAN = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmgtKMGT]?)\s*$")
+from launcher.errors import UserError
+from launcher.usage import SIZE_SYNTAX, TOKENS_SYNTAX
+
+_NUMBER = re.compile(r"^([+-]?[0-9]+(?:\.[0-9]*)?(?:[eE][+-]?[0-9]+)?)\s*([A-Za-z]*)$")
+# vLLM's human_readable_int (engine/arg_utils.py): lower-case suffixes are decimal, upper-case ones binary.
+_TOKEN_SUFFIXES = {"": 1, "k": 10**3, "m": 10**6, "g": 10**9, "t": 10**12, "K": 2**10, "M": 2**20, "G": 2**30, "T": 2**40}
+# Sizes add the spelled-out units: KiB..TiB are binary, KB..TB decimal (SI), B is bytes; case-insensitive.
+_SIZE_UNITS = {
+    **_TOKEN_SUFFIXES,
+    **{u + "b": 10 ** (3 * i) for i, u in enumerate("kmgt", 1)},
+    **{u + "ib": 2 ** (10 * i) for i, u in enumerate("kmgt", 1)},
+    **{u + "i": 2 ** (10 * i) for i, u in enumerate("kmgt", 1)},
+    "b": 1,
+}
 
 
-def parse_human_int(value: Any) -> Any:
-    """vLLM's `human_readable_int`: `32k` = 32000 (decimal), `32K` = 32768 (binary), `25.6k` = 25600."""
-    if not isinstance(value, str):
-        return value
-    text = value.strip().replace("_", "")
-    if text.lstrip("-").isdigit():
-        return int(text)
-    match = _HUMAN.match(text)
+def _number(value: Any, what: str, syntax: str) -> tuple[int | float, str]:
+    """(number, suffix) from 58000, 58_000, 1e5, 25.6k, 80 GiB; ValueError naming the syntax otherwise."""
+    if isinstance(value, bool) or not isinstance(value, (int, float, str)):
+        raise ValueError(f"{value!r} is not {what} (use e.g. {syntax})")
+    if isinstance(value, (int, float)):
+        return value, ""
+    match = _NUMBER.match(value.strip().replace("_", ""))
     if not match:
-        raise ValueError(f"{value!r} is not a number (use e.g. 58000, 32k = 32000 or 32K = 32768)")
+        raise ValueError(f"{value!r} is not {what} (use e.g. {syntax})")
     number, suffix = match.groups()
-    if not suffix:
-        raise ValueError(f"{value!r} is not a whole number")
-    power = "kmgt".index(suffix.lower()) + 1
-    if suffix.isupper():
-        if "." in number:
-            raise ValueError(f"Decimals are not allowed with binary suffixes like {suffix}. Did you mean {number}{suffix.lower()}?")
-        return int(number) * 1024**power
-    return int(float(number) * 1000**power)
+    return (float(number) if any(c in number for c in ".eE") else int(number)), suffix
 
 
-HumanInt = Annotated[int, BeforeValidator(parse_human_int)]
-PositiveInt = Annotated[int, BeforeValidator(parse_human_int), Field(gt=0)]
+def _scaled(value: Any, number: int | float, suffix: str, scale: int, unit: str) -> int:
+    if isinstance(number, float):
+        if number != number or abs(number) == float("inf"):
+            raise ValueError(f"{value!r} is not a number of {unit}")
+        if suffix in ("K", "M", "G", "T") and number != int(number):  # vLLM's rule: binary suffixes take whole numbers
+            hint = f"{str(value).strip()[:-1]}{suffix.lower()}"
+            raise ValueError(f"Decimals are not allowed with binary suffixes like {suffix}. Did you mean {hint}?")
+        exact = number * scale
+        if exact != int(exact):
+            raise ValueError(f"{value!r} is not a whole number of {unit}")
+        return int(exact)
+    return number * scale
 
 
-def parse_max_model_len(value: Any) -> Any:
+def parse_tokens(value: Any) -> Any:
+    """Token counts in vLLM's `human_readable_int` syntax (32k = 32000, 32K = 32768, 25.6k = 25600), plus 1e5."""
+    number, suffix = _number(value, "a number of tokens", TOKENS_SYNTAX)
+    if suffix not in _TOKEN_SUFFIXES:
+        raise ValueError(f"{value!r}: unknown suffix {suffix!r} (use e.g. {TOKENS_SYNTAX})")
+    return _scaled(value, number, suffix, _TOKEN_SUFFIXES[suffix], "tokens")
+
+
+def parse_size(value: Any) -> Any:
+    """Byte sizes: vLLM's suffixes (80G binary, 80g decimal), KiB..TiB, KB..TB (SI) or plain bytes."""
+    number, suffix = _number(value, "a size", SIZE_SYNTAX)
+    scale = _TOKEN_SUFFIXES.get(suffix) or _SIZE_UNITS.get(suffix.lower())
+    if scale is None:
+        raise ValueError(f"{value!r}: unknown unit {suffix!r} (use e.g. {SIZE_SYNTAX})")
+    return _scaled(value, number, suffix, scale, "bytes")
+
+
+def parse_tokens_or_auto(value: Any) -> Any:
     """vLLM's `human_readable_int_or_auto`: `auto` or -1 asks for the longest length that fits (-1 here)."""
-    if isinstance(value, str) and value.strip().lower() in ("auto", "-1"):
+    if value == -1 or isinstance(value, str) and value.strip().lower() in ("auto", "-1"):
         return -1
-    value = parse_human_int(value)
-    if isinstance(value, int) and value != -1 and value <= 0:
-        raise ValueError(f"max_model_len must be a positive integer or auto, got {value}")
+    value = parse_tokens(value)
+    if isinstance(value, int) and value <= 0:
+        raise ValueError(f"{value} is not a positive number of tokens or auto")
     return value
 
 
-MaxModelLen = Annotated[int, BeforeValidator(parse_max_model_len)]
+def _no_nul(value: Any) -> Any:
+    if isinstance(value, str) and "\0" in value:
+        raise ValueError("contains a NUL character")
+    return value
+
+
+def split_vllm_args(value: Any) -> Any:
+    """vLLM arguments from a string (split like a shell would) or a list; `--flag value` in one list item is two words."""
+    if isinstance(value, str):
+        try:
+            return shlex.split(value)
+        except ValueError as exc:
+            raise ValueError(f"cannot split {value!r} into arguments: {exc}") from exc
+    if isinstance(value, (list, tuple)):
+        words: list[Any] = []
+        for item in value:
+            match = re.match(r"^(--?[A-Za-z][\w-]*)\s+(.+)$", item, re.S) if isinstance(item, str) else None
+            words += [match[1], match[2]] if match else [item]
+        return words
+    return value
+
+
+# Value types. The names are the syntax `--help` shows (launcher.usage maps them); keep them when adding flags.
+Tokens = Annotated[int, BeforeValidator(parse_tokens), Field(gt=0)]
+TokensOrZero = Annotated[int, BeforeValidator(parse_tokens), Field(ge=0)]
+TokensOrAuto = Annotated[int, BeforeValidator(parse_tokens_or_auto), Field(ge=-1)]
+Size = Annotated[int, BeforeValidator(parse_size), Field(gt=0)]
+Count = Annotated[int, Field(gt=0)]
+# An episode's turns: each one is a request, and the budget lists them all.
+Turns = Annotated[int, Field(gt=0, le=100_000)]
+Seconds = float
+Port = Annotated[int, Field(ge=1, le=65535)]
+Fraction = Annotated[float, Field(gt=0, le=1)]
+Text = Annotated[str, Field(min_length=1)]
+Url = Annotated[str, Field(pattern=r"^https?://[^\s/]+")]
+VllmArgs = Annotated[list[str], NoDecode, BeforeValidator(split_vllm_args), CliSuppress]
+# Older names, kept so that flags written against them keep working.
+PositiveInt = Tokens
+HumanInt = TokensOrZero
+
+# The config file's values for the command being run (set by the CLI per run; a context variable, so runs in one
+# process, such as the tests', never see each other's).
+CONFIG_VALUES: ContextVar[Mapping[str, Any] | None] = ContextVar("vllm_launch_config_values", default=None)
+
+
+class ConfigFileSource(PydanticBaseSettingsSource):
+    """The `--config` TOML file, already read and checked by `read_config_file`: the lowest source but defaults."""
+
+    def get_field_value(self, field: FieldInfo, field_name: str) -> tuple[Any, str, bool]:
+        return None, field_name, False  # unused: __call__ hands over the checked values at once
+
+    def __call__(self) -> dict[str, Any]:
+        return {k: v for k, v in (CONFIG_VALUES.get() or {}).items() if k in self.settings_cls.model_fields}
 
 
 class LaunchSettings(BaseSettings):
@@ -66,18 +159,28 @@ class LaunchSettings(BaseSettings):
 
     model_config = SettingsConfigDict(
         env_prefix="VLLM_LAUNCH_",
+        env_prefix_target="all",  # aliases too: VLLM_LAUNCH_JSON, VLLM_LAUNCH_O
+        env_ignore_empty=True,  # an exported but empty variable means unset
+        validate_by_name=True,
+        validate_by_alias=True,
         cli_kebab_case=True,
         cli_implicit_flags=True,
         cli_hide_none_type=True,
         cli_avoid_json=True,
-        use_attribute_docstrings=True,
+        cli_exit_on_error=False,
+        allow_inf_nan=False,
+        defer_build=True,  # validators are built for the one command that runs, not for all seven at import
         extra="ignore",
-        toml_file=None,
     )
 
     config: Path | None = None
-    """TOML file with defaults for any flag of this command (snake_case keys, e.g. max_model_len = 58000).
-    Precedence: flags > VLLM_LAUNCH_* environment > this file > built-in defaults."""
+    """TOML file with defaults for any flag of this command (snake_case keys, e.g. max_model_len = 58000; a [COMMAND]
+    section holds keys for one command only). Precedence: flags > VLLM_LAUNCH_* environment > this file > defaults."""
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _strings_without_nul(cls, value: Any) -> Any:
+        return _no_nul(value)
 
     @classmethod
     def settings_customise_sources(
@@ -88,75 +191,200 @@ class LaunchSettings(BaseSettings):
         dotenv_settings: PydanticBaseSettingsSource,
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
-        return init_settings, env_settings, TomlConfigSettingsSource(settings_cls)
+        return init_settings, env_settings, ConfigFileSource(settings_cls)
 
 
-def for_command(cls: type[LaunchSettings], prog: str, config_file: Path | None) -> type[LaunchSettings]:
-    """Point the command's settings class at its usage name and TOML file. Set on the class itself (the CLI runs one
-    command per process) because building a pydantic subclass would cost more start-up time than the whole plan."""
-    cls.model_config["cli_prog_name"] = prog
-    cls.model_config["toml_file"] = config_file
-    return cls
+def field_names(cls: type[BaseSettings], name: str) -> list[str]:
+    """A field's spellings: its name, then its aliases (`json_output` -> json_output, json)."""
+    alias = cls.model_fields[name].validation_alias
+    choices = [a for a in alias.choices if isinstance(a, str)] if isinstance(alias, AliasChoices) else []
+    return [name, *(c for c in choices if c != name)]
+
+
+_POSITIONAL = get_args(CliPositionalArg[int])[1]  # the marker CliPositionalArg puts on a field
+
+
+def cli_flags(cls: type[BaseSettings]) -> dict[str, str]:
+    """Every flag the command accepts -> its field: kebab-case names and aliases, `--no-X` for switches."""
+    flags: dict[str, str] = {}
+    for name, info in cls.model_fields.items():
+        if any(m is CliSuppress or m is _POSITIONAL for m in info.metadata):  # no flag: after `--`, or positional
+            continue
+        for spelling in field_names(cls, name):
+            flag = ("-" if len(spelling) == 1 else "--") + spelling.replace("_", "-")
+            flags[flag] = name
+            if info.annotation is bool and len(spelling) > 1:
+                flags["--no-" + spelling.replace("_", "-")] = name
+    return flags
+
+
+def did_you_mean(word: str, candidates: Iterable[str]) -> str:
+    close = difflib.get_close_matches(word, list(candidates), n=1, cutoff=0.6)
+    return f"; did you mean {close[0]}?" if close else ""
+
+
+def environment_values(environ: Mapping[str, str], own: type[BaseSettings], everyone: Iterable[type[BaseSettings]]) -> list[str]:
+    """Checks the VLLM_LAUNCH_* variables; returns those this command reads. A name no command knows is an error
+    (a misspelt variable would otherwise be ignored without a word); one for another command is left alone."""
+    known = {n.upper() for cls in everyone for f in cls.model_fields for n in field_names(cls, f)}
+    mine = {n.upper() for f in own.model_fields for n in field_names(own, f)}
+    used = []
+    for var, value in environ.items():
+        if not var.upper().startswith("VLLM_LAUNCH_") or not value:
+            continue
+        name = var.upper().removeprefix("VLLM_LAUNCH_")
+        if name not in known:
+            raise UserError(
+                f"unknown environment variable {var}" + did_you_mean(name, known).replace("; did you mean ", "; did you mean VLLM_LAUNCH_"),
+                "VLLM_LAUNCH_<FLAG> variables set flags; a name no flag has would be ignored",
+                "fix the name or unset it",
+            )
+        if name in mine:
+            used.append(var)
+    return used
+
+
+def read_config_file(path: Path, command: str, own: type[BaseSettings], everyone: Mapping[str, type[BaseSettings]]) -> dict[str, Any]:
+    """The TOML file's values for `command`: top-level keys any command knows (those of other commands are skipped,
+    so one file can serve several), then its [command] section. Unknown keys and sections are errors."""
+    if sys.version_info >= (3, 11):
+        import tomllib
+    else:  # pragma: no cover - Python 3.10
+        import tomli as tomllib
+
+    try:
+        raw = path.read_bytes()
+    except OSError as exc:
+        raise UserError(f"--config {path}: {exc.strerror}", "the config file supplies defaults for the flags", "check the path") from exc
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = raw[: exc.start].count(b"\n") + 1
+        raise UserError(
+            f"--config {path}: not UTF-8 (byte {raw[exc.start]:#04x} on line {line})", "TOML files are UTF-8", "save it as UTF-8"
+        ) from exc
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise UserError(f"--config {path}: not valid TOML: {exc}", "", "fix the file (keys are snake_case: max_model_len = 58000)") from exc
+
+    def canonical(cls: type[BaseSettings], key: str) -> str | None:
+        key = key.replace("-", "_")
+        return next((f for f in cls.model_fields if key in field_names(cls, f)), None)
+
+    every_key = {n for cls in everyone.values() for f in cls.model_fields for n in field_names(cls, f)} - {"config"}
+    values: dict[str, Any] = {}
+    for key, value in data.items():
+        if isinstance(value, dict):
+            if key not in everyone:
+                raise UserError(
+                    f"--config {path}: unknown section [{key}]" + did_you_mean(key, everyone),
+                    "sections are command names and hold keys for that command only",
+                    f"use one of: {', '.join(f'[{c}]' for c in everyone)}, or put the keys at the top level",
+                )
+            for sub, sub_value in value.items():
+                field = canonical(everyone[key], sub)
+                if field is None or field == "config":
+                    raise UserError(
+                        f"--config {path}: [{key}] has an unknown key {sub!r}"
+                        + did_you_mean(sub.replace("-", "_"), set(everyone[key].model_fields) - {"config"}),
+                        f"keys are the flags of `vllm-launch {key}` in snake_case",
+                        f"see `vllm-launch {key} --help`",
+                    )
+                if key == command:
+                    values[field] = sub_value
+            continue
+        if key.replace("-", "_") == "config":
+            raise UserError(f"--config {path}: a config file cannot name another config file", "", "remove the config key")
+        if key.replace("-", "_") not in every_key:
+            raise UserError(
+                f"--config {path}: unknown key {key!r}" + did_you_mean(key.replace("-", "_"), every_key),
+                "keys are the flags of the commands in snake_case",
+                "fix the key (see `vllm-launch COMMAND --help`)",
+            )
+        field = canonical(own, key)
+        if field is not None:
+            values.setdefault(field, value)
+    return values
+
+
+def local_model(value: str) -> str:
+    """A --model that names local files -> the absolute path of its directory, so vLLM is given, serves under and is
+    probed for one and the same name (`./m`, `m/`, `a/./m` and `m/config.json` all become `/abs/m`)."""
+    expanded = os.path.expanduser(value)
+    if not (os.path.exists(expanded) or value.startswith((".", "/", "~"))):
+        return value  # a Hub repo id
+    path = os.path.abspath(expanded)
+    if os.path.isfile(path):
+        if os.path.basename(path) != "config.json":
+            raise ValueError(f"{value!r} is a file, not a model directory or its config.json")
+        path = os.path.dirname(path)
+    return path
 
 
 class ModelSettings(LaunchSettings):
     """Which model, and where its facts come from."""
 
-    model: str = Field(..., min_length=1)
+    model: Text
     """Model: a local directory, a path to its config.json, or a Hugging Face repo id (HF_TOKEN, the HF cache
     and HF_HUB_OFFLINE are honoured; a built-in catalog of popular models answers when the Hub is unreachable)."""
-    revision: str | None = None
+    revision: Text | None = None
     """Hub revision (branch, tag or commit) of --model."""
-    hf_overrides: str | None = None
+    hf_overrides: Text | None = None
     """JSON merged into the model's config, exactly like vLLM's --hf-overrides (passed on to vLLM too)."""
+
+    @field_validator("model")
+    @classmethod
+    def _local_model(cls, value: str) -> str:
+        return local_model(value)
 
 
 class PlanSettings(ModelSettings):
     """Plan a vLLM server: context length, KV cache, memory, concurrency; and whether it fits."""
 
-    prompt: PositiveInt | None = None
+    prompt: Tokens | None = None
     """Longest prompt, in tokens (after the chat template)."""
-    completion: PositiveInt | None = None
+    completion: Tokens | None = None
     """Longest completion (max_tokens), in tokens."""
-    buffer: HumanInt = Field(1000, ge=0)
+    buffer: TokensOrZero = 1000
     """Spare tokens added to prompt + completion for --max-model-len."""
-    turns: PositiveInt | None = None
+    turns: Turns | None = None
     """Multi-turn episodes: --prompt is the first prompt, --completion the per-turn limit; size for the last turn's prompt."""
-    observation: HumanInt = Field(0, ge=0)
+    observation: TokensOrZero = 0
     """Multi-turn episodes: tokens (tool results, user messages) added to the prompt after each turn."""
-    max_model_len: MaxModelLen | None = None
+    max_model_len: TokensOrAuto | None = None
     """vLLM's --max-model-len, instead of --prompt/--completion (vLLM's syntax: 32k = 32000, 32K = 32768), or auto (-1):
     the longest length that holds --min-concurrency full-length requests (up to --max-model-len-cap)."""
-    max_model_len_cap: PositiveInt | None = None
+    max_model_len_cap: Tokens | None = None
     """With --max-model-len auto: the longest length to choose (default: the model's own limit)."""
-    gpu: str | None = None
+    gpu: Text | None = None
     """Plan for this GPU instead of the local ones (presets: see `vllm-launch gpus --presets`); several, comma-separated,
     or `all`, with --min-concurrency: how many of which GPU, in which layout (capacity planning)."""
-    gpu_memory: HumanInt | None = Field(None, gt=0)
-    """Total memory per GPU as CUDA reports it, in bytes (32G, 80G, 85899345920...), instead of --gpu."""
-    gpus: PositiveInt | None = None
+    gpu_memory: Size | None = None
+    """Total memory per GPU as CUDA reports it, instead of --gpu (e.g. 79.19GiB for an H100 80GB)."""
+    gpus: Count | None = None
     """Number of GPUs with --gpu or --gpu-memory (default: tensor x pipeline parallel size)."""
     device: Literal["auto", "cuda", "cpu"] = "auto"
     """Backend to plan for: cuda, cpu (vLLM's CPU build, host memory), or auto (cpu when the installed vLLM is a CPU build)."""
-    gpu_memory_utilization: float | None = Field(None, gt=0, le=1)
+    gpu_memory_utilization: Fraction | None = None
     """vLLM's --gpu-memory-utilization (default: that vLLM version's default, 0.92 in 0.32)."""
-    tensor_parallel_size: PositiveInt = 1
-    """vLLM's --tensor-parallel-size."""
-    pipeline_parallel_size: PositiveInt = 1
-    """vLLM's --pipeline-parallel-size."""
+    tensor_parallel_size: Count = 1
+    """vLLM's --tensor-parallel-size (-tp)."""
+    pipeline_parallel_size: Count = 1
+    """vLLM's --pipeline-parallel-size (-pp)."""
     dtype: Literal["auto", "bfloat16", "float16", "half", "float32", "float"] = "auto"
     """vLLM's --dtype."""
     kv_cache_dtype: Literal["auto", "bfloat16", "float16", "fp8", "fp8_e4m3", "fp8_e5m2", "fp8_inc", "fp8_ds_mla"] = "auto"
     """vLLM's --kv-cache-dtype."""
-    block_size: PositiveInt | None = None
+    block_size: Count | None = None
     """vLLM's --block-size (default: 16 on CUDA, 64 for MLA, 128 on CPU)."""
-    max_num_batched_tokens: PositiveInt | None = None
+    max_num_batched_tokens: Tokens | None = None
     """vLLM's --max-num-batched-tokens (default: by GPU, as vLLM chooses)."""
-    max_num_seqs: PositiveInt | None = None
+    max_num_seqs: Count | None = None
     """vLLM's --max-num-seqs."""
-    kv_cache_memory_bytes: HumanInt | None = Field(None, gt=0)
+    kv_cache_memory_bytes: Size | None = None
     """vLLM's --kv-cache-memory-bytes: KV cache size per GPU, bypassing the utilization budget."""
-    min_concurrency: float = Field(1.0, gt=0)
+    min_concurrency: Annotated[float, Field(gt=0)] = 1.0
     """Full-length requests that must fit in the KV cache at once for the plan to count as fitting."""
     enforce_eager: bool = False
     """vLLM's --enforce-eager (no CUDA graphs, so no graph memory)."""
@@ -166,38 +394,41 @@ class PlanSettings(ModelSettings):
     """vLLM's --disable-hybrid-kv-cache-manager (sliding-window layers then store the whole context)."""
     allow_long_max_model_len: bool = False
     """Set VLLM_ALLOW_LONG_MAX_MODEL_LEN=1 for vLLM: accept a --max-model-len above the model's limit (risky)."""
-    vllm_version: str | None = None
+    vllm_version: Text | None = None
     """vLLM version whose rules to apply (default: the installed vllm, else 0.32.0)."""
-    vllm: str = "vllm"
+    vllm: Text = "vllm"
     """The vllm executable (its version and build, CUDA or CPU, select the rules; `serve` runs it)."""
-    served_model_name: str | None = None
+    served_model_name: Text | None = None
     """vLLM's --served-model-name."""
-    data_parallel_size: PositiveInt = 1
+    data_parallel_size: Count = 1
     """vLLM's --data-parallel-size: replicas of the TP x PP engine, each with its own KV cache. Leave out TP, PP and DP
     on several GPUs to have the best layout chosen."""
     enable_expert_parallel: bool = False
     """vLLM's --enable-expert-parallel (MoE models; chosen with data parallelism unless set)."""
-    json_output: bool = Field(False, alias="json")
+    json_output: bool = Field(False, validation_alias=AliasChoices("json", "json_output"))
     """Print the plan as one JSON object (stable keys)."""
     format: Literal["text", "json", "args", "vllm-config"] = "text"
     """Output: text, json, args (vLLM's arguments only) or vllm-config (YAML for `vllm serve --config`)."""
-    output: Annotated[Path | None, Field(alias="o")] = None
-    """Write the output to this file (atomically: a temporary file, then a rename) instead of standard output."""
+    output: Path | None = Field(None, validation_alias=AliasChoices("o", "output"))
+    """Write the output to this file (atomically: a temporary file, then a rename) instead of standard output; - is standard output."""
     force: bool = False
-    """Let --output replace an existing file; `serve`: start vLLM even when the plan's KV numbers are unverified for this model."""
+    """Let -o/--output replace an existing file; `serve`: start vLLM even when the plan's KV numbers are unverified for this
+    model."""
 
     @field_validator("vllm_version")
     @classmethod
     def _version(cls, value: str | None) -> str | None:
-        if value is not None and not re.match(r"^v?\d+\.\d+", value):
+        from launcher.sizing.versions import check_known
+
+        if value is not None and not re.match(r"^v?\d+\.\d+(\.\d+)*([.+-]?[\w.]*)?$", value):
             raise ValueError(f"{value!r} is not a vLLM version (e.g. 0.32.0)")
-        return value
+        return value if value is None else check_known(value)
 
 
 class GpusSettings(LaunchSettings):
     """Show the GPUs vLLM would see (NVML), or the built-in presets."""
 
-    json_output: bool = Field(False, alias="json")
+    json_output: bool = Field(False, validation_alias=AliasChoices("json", "json_output"))
     """Print JSON."""
     presets: bool = False
     """List the GPU presets usable with --gpu instead of the local GPUs."""
@@ -206,86 +437,87 @@ class GpusSettings(LaunchSettings):
 class ServeSettings(PlanSettings):
     """Plan, start `vllm serve`, prove it can answer, and supervise it. Arguments after `--` go to vLLM as they are."""
 
-    host: str | None = None
+    host: Text | None = None
     """vLLM's --host (default: vLLM's, all interfaces); readiness is probed on 127.0.0.1 unless a host is given."""
-    port: Annotated[int, Field(ge=1, le=65535)] = 8000
+    port: Port = 8000
     """vLLM's --port."""
-    api_key_env: str = "VLLM_API_KEY"
+    api_key_env: Text = "VLLM_API_KEY"
     """Name of the environment variable holding the API key; passed to vLLM through its environment, never on its command line."""
-    deadline: Annotated[float, Field(ge=30)] = 1200
+    deadline: Annotated[Seconds, Field(ge=30)] = 1200
     """Seconds to wait for the server to be ready (downloads and weight loading included) before giving up."""
-    grace: Annotated[float, Field(ge=0)] = 15
+    grace: Annotated[Seconds, Field(ge=0)] = 15
     """Seconds vLLM gets to exit after SIGTERM before the whole process tree is killed."""
     ready_file: Path | None = None
     """Write the endpoint, model, context and KV capacity here as JSON once ready (for scripts)."""
     log_file: Path | None = None
     """Where vLLM's output is written besides the terminal (default: ./vllm-launch-PORT.log)."""
     dry_run: bool = False
-    """Print the plan and the exact command; start nothing."""
-    vllm_extra_args: Annotated[list[str], CliSuppress] = Field(default_factory=list)
-    """Arguments after `--`, passed to `vllm serve` unchanged."""
+    """Print the plan and the exact command (--json, --format and -o apply); start nothing."""
+    vllm_extra_args: VllmArgs = Field(default_factory=list)
+    """Arguments after `--`, passed to `vllm serve` unchanged (in the environment or the file: one string, split like a shell)."""
 
 
 class ExplainSettings(LaunchSettings):
     """Explain a vLLM context-length or start-up error with the true numbers, and how to fix it."""
 
-    text: CliPositionalArg[list[str]] = Field(default_factory=list)
-    """The error text, or a path to a log file; default: read standard input."""
-    max_tokens: PositiveInt | None = None
+    # One argument taken verbatim (commas, quotes and newlines included): a list would be split at commas.
+    text: CliPositionalArg[str | None] = None
+    """The error text (quoted, as one argument), or a path to a log file; default: read standard input."""
+    max_tokens: Tokens | None = None
     """The max_tokens the failing request sent (needed to decode some older messages)."""
-    max_model_len: PositiveInt | None = None
+    max_model_len: Tokens | None = None
     """The server's --max-model-len, if known."""
-    prompt_tokens: PositiveInt | None = None
+    prompt_tokens: Tokens | None = None
     """The request's prompt length in tokens, if known."""
-    json_output: bool = Field(False, alias="json")
+    json_output: bool = Field(False, validation_alias=AliasChoices("json", "json_output"))
     """Print JSON."""
 
 
 class CheckSettings(LaunchSettings):
     """Check a request shape against a running vLLM server: does it fit, and what does this server do if not."""
 
-    url: str = Field(..., pattern=r"^https?://")
+    url: Url
     """Server base URL, e.g. http://127.0.0.1:8000."""
-    model: str | None = None
+    model: Text | None = None
     """Served model name (default: the first one the server lists)."""
-    prompt_tokens: Annotated[int, BeforeValidator(parse_human_int), Field(ge=0)]
+    prompt_tokens: TokensOrZero
     """Prompt length in tokens (after the chat template)."""
-    max_tokens: PositiveInt
+    max_tokens: Tokens
     """The max_tokens the client sends."""
-    api_key_env: str = "VLLM_API_KEY"
+    api_key_env: Text = "VLLM_API_KEY"
     """Name of the environment variable holding the server's API key."""
     probe: bool = False
     """Also send one real request of that shape and report what vLLM returned."""
-    json_output: bool = Field(False, alias="json")
+    json_output: bool = Field(False, validation_alias=AliasChoices("json", "json_output"))
     """Print JSON."""
 
 
 class BudgetSettings(LaunchSettings):
     """Plan a multi-turn episode's token budget: prompt growth per turn, the max_model_len it needs, the max_tokens to send."""
 
-    system_tokens: Annotated[int, BeforeValidator(parse_human_int), Field(ge=0)] = 0
-    """Initial prompt (system + first user message) in tokens."""
-    max_completion_length_per_turn: PositiveInt | None = None
+    system_tokens: TokensOrZero | None = None
+    """Initial prompt (system + first user message) in tokens (default 0)."""
+    max_completion_length_per_turn: Tokens | None = None
     """Per-turn completion limit: the max_tokens each request sends."""
-    observation_tokens_per_turn: Annotated[int, BeforeValidator(parse_human_int), Field(ge=0)] = 0
-    """Tool results / user messages added to the prompt after each turn."""
-    turns: PositiveInt | None = None
+    observation_tokens_per_turn: TokensOrZero | None = None
+    """Tool results / user messages added to the prompt after each turn (default 0)."""
+    turns: Turns | None = None
     """Number of turns in the episode."""
-    total_max_prompt_length: PositiveInt | None = None
+    total_max_prompt_length: Tokens | None = None
     """rl_env-style cap on the prompt over the whole trajectory."""
-    total_max_completion_length: PositiveInt | None = None
+    total_max_completion_length: Tokens | None = None
     """rl_env-style cap on all completions of the trajectory together."""
     trajectory_config: Path | None = None
     """YAML or JSON file with the keys above (e.g. an rl_env config); flags override it."""
-    buffer: HumanInt = Field(1000, ge=0)
+    buffer: TokensOrZero = 1000
     """Spare tokens added to the needed max_model_len."""
-    max_model_len: PositiveInt | None = None
+    max_model_len: Tokens | None = None
     """A server's max_model_len to check the episode against."""
-    url: str | None = None
-    """Read max_model_len from this running vLLM server instead."""
-    api_key_env: str = "VLLM_API_KEY"
+    url: Url | None = None
+    """Read max_model_len from this running vLLM server instead of --max-model-len."""
+    api_key_env: Text = "VLLM_API_KEY"
     """Name of the environment variable holding the server's API key (with --url)."""
-    json_output: bool = Field(False, alias="json")
+    json_output: bool = Field(False, validation_alias=AliasChoices("json", "json_output"))
     """Print JSON."""
 
 
@@ -294,20 +526,21 @@ class RenderSettings(PlanSettings):
 
     target: CliPositionalArg[Literal["command", "vllm-config", "systemd", "slurm", "k8s"]]
     """What to render: command (shell script), vllm-config (YAML), systemd (unit), slurm (sbatch script), k8s (manifests)."""
-    name: str | None = None
+    name: Text | None = None
     """Name of the service/job/Kubernetes objects (default: derived from the model, sanitised for Kubernetes)."""
-    port: Annotated[int, Field(ge=1, le=65535)] = 8000
+    port: Port = 8000
     """vLLM's --port (Slurm picks a free one at run time instead)."""
-    host: str | None = None
+    host: Text | None = None
     """vLLM's --host."""
-    api_key_env: str = "VLLM_API_KEY"
+    api_key_env: Text = "VLLM_API_KEY"
     """Environment variable that holds the API key at run time (from an EnvironmentFile, a Secret, the job's environment)."""
-    deadline: Annotated[float, Field(ge=30)] = 1800
+    deadline: Annotated[Seconds, Field(ge=30)] = 1800
     """Seconds allowed for downloading and loading the model before the start counts as failed."""
-    grace: Annotated[float, Field(ge=0)] = 30
+    grace: Annotated[Seconds, Field(ge=0)] = 30
     """Seconds vLLM gets to stop after SIGTERM."""
-    vllm_launch: str = "vllm-launch"
-    """systemd: the vllm-launch executable the unit runs (a bare name is resolved on this machine's PATH)."""
+    vllm_launch: Text = "vllm-launch"
+    """systemd: the vllm-launch executable the unit runs (a bare name is resolved on this machine's PATH, then next to
+    this Python)."""
     user: str | None = None
     """systemd: the user the service runs as."""
     working_directory: str | None = None
@@ -350,5 +583,5 @@ class RenderSettings(PlanSettings):
     """k8s: Secret holding the API key (key 'key'); readiness then sends it."""
     hf_cache_pvc: str | None = None
     """k8s: PersistentVolumeClaim for the HF cache (default: an emptyDir, re-downloaded per pod)."""
-    vllm_extra_args: Annotated[list[str], CliSuppress] = Field(default_factory=list)
-    """Arguments after `--`, passed to `vllm serve` unchanged."""
+    vllm_extra_args: VllmArgs = Field(default_factory=list)
+    """Arguments after `--`, passed to `vllm serve` unchanged (in the environment or the file: one string, split like a shell)."""

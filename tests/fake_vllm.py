@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
-"""A stand-in `vllm` executable for tests of rendered scripts: `vllm serve MODEL [flags]` serves /health and /v1/models
-like vLLM (the model id and max_model_len from its flags) until SIGTERM. With FAKE_VLLM_ARGV=FILE it only writes its
-argv to FILE as JSON and exits, so tests can check exactly what a script passed."""
+"""A stand-in `vllm` executable for tests of rendered scripts and README examples: `vllm serve MODEL [flags]` serves
+/health, /version, /v1/models (the model id and max_model_len from its flags) and a 1-token /v1/completions like vLLM
+until SIGTERM. With FAKE_VLLM_ARGV=FILE it only writes its argv to FILE as JSON and exits, so tests can check exactly
+what a script passed. It does not model vLLM's limits: tests of those run the real vLLM CPU build."""
 
 import json
 import os
@@ -27,7 +28,9 @@ def main() -> None:
     served = flag(argv, "--served-model-name", model)
     length = int(flag(argv, "--max-model-len", "2048"))
     port = int(flag(argv, "--port", "8000"))
-    body = json.dumps({"object": "list", "data": [{"id": served, "object": "model", "root": model, "max_model_len": length}]})
+    # As vLLM answers (FastAPI's JSONResponse: UTF-8 unescaped, no spaces; vllm/entrypoints/openai/models/api_router.py).
+    models = {"object": "list", "data": [{"id": served, "object": "model", "root": model, "max_model_len": length}]}
+    body = json.dumps(models, ensure_ascii=False, separators=(",", ":"))
 
     class Handler(BaseHTTPRequestHandler):
         def do_GET(self) -> None:
@@ -39,16 +42,41 @@ def main() -> None:
                 self.send_header("Content-Type", "application/json")
                 self.end_headers()
                 self.wfile.write(body.encode())
+            elif self.path == "/version":
+                self._json({"version": "0.32.0"})
             else:
                 self.send_response(404)
                 self.end_headers()
+
+        def do_POST(self) -> None:
+            if self.path != "/v1/completions":
+                self.send_response(404)
+                self.end_headers()
+                return
+            self.rfile.read(int(self.headers.get("Content-Length") or 0))
+            answer = {
+                "id": "cmpl-fake",
+                "object": "text_completion",
+                "model": served,
+                "choices": [{"index": 0, "text": " Hi", "finish_reason": "length"}],
+                "usage": {"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2},
+            }
+            self._json(answer)
+
+        def _json(self, data: dict) -> None:
+            raw = json.dumps(data, ensure_ascii=False, separators=(",", ":")).encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(raw)))
+            self.end_headers()
+            self.wfile.write(raw)
 
         def log_message(self, *args: object) -> None:
             pass
 
     server = ThreadingHTTPServer(("0.0.0.0", port), Handler)
     signal.signal(signal.SIGTERM, lambda *_: (server.server_close(), sys.exit(0)))
-    print(f"fake vllm serving {served} (max_model_len {length}) on port {port}", flush=True)
+    print(f"fake vllm serving {ascii(served)} (max_model_len {length}) on port {port}", flush=True)
     server.serve_forever()
 
 

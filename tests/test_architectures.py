@@ -358,7 +358,7 @@ def test_serve_asks_for_force_before_launching_an_unverified_plan(tmp_path):
     assert data["fits"] and not data["kv_spec_verified"] and "kv_frobnication_window" in data["kv_spec_unverified"][0]
     serve = (*common, "--port", "1", "--vllm", "/bin/true")
     refused = run_cli(*serve, cwd=tmp_path)
-    assert refused.returncode == 1 and "unverified (see above); pass --force" in refused.stderr, refused.stderr
+    assert refused.returncode == 1 and "unverified (see above); pass --force to start" in refused.stderr, refused.stderr
     assert "starting:" not in refused.stderr
     forced = run_cli(*serve, "--force", cwd=tmp_path)  # launches (/bin/true stands in for vllm and exits at once)
     assert "starting: /bin/true serve" in forced.stderr and "pass --force" not in forced.stderr, forced.stderr

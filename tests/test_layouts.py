@@ -477,7 +477,7 @@ def test_serve_dry_run_says_why(tmp_path):
     )  # fmt: skip
     assert result.returncode == 0, result.stderr
     assert "the fewest GPUs holding --min-concurrency 40" in result.stdout
-    assert "--data-parallel-size 3" in result.stdout.split("vLLM command:")[1]
+    assert "--data-parallel-size 3" in result.stdout.split("\nCommand")[1]
 
 
 def test_python_api_returns_the_json_contract():

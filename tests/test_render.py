@@ -11,7 +11,7 @@ from pathlib import Path
 import jsonschema
 import pytest
 import yaml
-from helpers import run_cli
+from helpers import require_tool, run_cli
 
 HERE = Path(__file__).resolve().parent
 GOLDEN = HERE / "golden"
@@ -65,20 +65,24 @@ def test_golden(rendered, name):
     assert rendered[name] == path.read_text()
 
 
+@pytest.mark.real("shellcheck")
 @pytest.mark.parametrize("name", [n for n in CASES if n.endswith((".sh", ".sbatch"))])
 def test_shellcheck(rendered, name, tmp_path):
     script = tmp_path / name
     script.write_text(rendered[name])
+    require_tool("shellcheck")
     result = subprocess.run(["shellcheck", "--shell=bash", str(script)], capture_output=True, text=True)
     assert result.returncode == 0, result.stdout
 
 
+@pytest.mark.real("systemd-analyze")
 def test_systemd_analyze_verify(rendered, tmp_path):
     unit = tmp_path / "vllm-test.service"
     exe = tmp_path / "vllm-launch"
     exe.write_text("#!/bin/sh\n")
     exe.chmod(0o755)
     unit.write_text(rendered["vllm.service"].replace("/usr/local/bin/vllm-launch", str(exe)).replace("User=vllm", "User=root"))
+    require_tool("systemd-analyze")
     result = subprocess.run(["systemd-analyze", "verify", str(unit)], capture_output=True, text=True)
     assert result.returncode == 0 and "vllm-test.service" not in result.stderr, result.stderr
     text = rendered["vllm.service"]
@@ -93,6 +97,7 @@ def test_systemd_analyze_verify(rendered, tmp_path):
 
 
 @pytest.mark.parametrize("name", ["k8s.yaml", "k8s-lws.yaml", "vllm-config.yaml"])
+@pytest.mark.real("validators")
 def test_yamllint(rendered, name, tmp_path):
     path = tmp_path / name
     path.write_text(rendered[name])
@@ -108,6 +113,7 @@ def kubernetes_validate(tmp_path: Path, docs: list[dict]) -> None:
     assert result.returncode == 0, result.stdout + result.stderr
 
 
+@pytest.mark.real("validators")
 def test_kubernetes_schemas_single_node(rendered, tmp_path):
     docs = list(yaml.safe_load_all(rendered["k8s.yaml"]))
     assert [d["kind"] for d in docs] == ["Service", "Deployment"]
@@ -123,6 +129,7 @@ def test_kubernetes_schemas_single_node(rendered, tmp_path):
     assert {"name": "HF_TOKEN", "valueFrom": {"secretKeyRef": {"name": "hf-token", "key": "token", "optional": True}}} in main["env"]
 
 
+@pytest.mark.real("validators")
 def test_leaderworkerset_by_its_crd_schema(rendered, tmp_path):
     docs = list(yaml.safe_load_all(rendered["k8s-lws.yaml"]))
     service, lws = docs

@@ -182,8 +182,11 @@ def test_dry_run_prints_the_exact_command(model_dir):
         *PINNED,
         "--port",
         "8123",
-        "--",
         "--enforce-eager",
+        "--",
+        "--seed",
+        "1",
     )
     assert result.returncode == 0
-    assert f"serve {model_dir} --max-model-len 4096 --gpu-memory-utilization 0.92 --port 8123 --enforce-eager" in result.stdout
+    assert f"serve {model_dir} --max-model-len 4096 --gpu-memory-utilization 0.92 --enforce-eager --port 8123 --seed 1" in result.stdout
+    assert result.stdout.count(" --seed 1") == 1  # the command is printed once

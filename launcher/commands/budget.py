@@ -9,7 +9,8 @@ from pathlib import Path
 from launcher.budget.check import read_server
 from launcher.budget.trajectory import BudgetError, BudgetReport, TrajectoryLimits, plan_trajectory
 from launcher.errors import UserError
-from launcher.settings import BudgetSettings
+from launcher.inputs import check_budget
+from launcher.settings import BudgetSettings, parse_tokens
 
 KEYS = (
     "system_tokens",
@@ -19,13 +20,14 @@ KEYS = (
     "total_max_prompt_length",
     "total_max_completion_length",
 )
+CHART_ROWS = 30  # longer episodes show their first and last turns (and the first failing one); --json lists all
 
 
 def read_trajectory_file(path: Path) -> dict:
     import yaml  # YAML is a superset of JSON: one parser reads both kinds of config
 
     try:
-        data = yaml.safe_load(path.read_text())
+        data = yaml.safe_load(path.read_bytes())
     except OSError as exc:
         raise UserError(f"cannot read {path}: {exc.strerror}", "", "check the path") from exc
     except yaml.YAMLError as exc:
@@ -35,8 +37,11 @@ def read_trajectory_file(path: Path) -> dict:
     def walk(node: object) -> None:  # rl_env configs nest these keys; take them wherever they are
         if isinstance(node, dict):
             for k, v in node.items():
-                if k in KEYS and isinstance(v, int):
-                    found.setdefault(k, v)
+                if k in KEYS and k not in found and v is not None:
+                    try:
+                        found[k] = parse_tokens(v)
+                    except ValueError as exc:
+                        raise UserError(f"{path}: {k}: {exc}", "the budget needs a whole number of tokens there", "fix the value") from exc
                 walk(v)
         elif isinstance(node, list):
             for v in node:
@@ -50,8 +55,17 @@ def read_trajectory_file(path: Path) -> dict:
 
 def chart(report: BudgetReport, width: int = 40) -> list[str]:
     top = max(report.needed_max_model_len, report.server_max_model_len or 0)
-    lines = []
-    for t in report.turns:
+    shown = report.turns
+    if len(shown) > CHART_ROWS:
+        keep = {*range(CHART_ROWS // 2), *range(len(shown) - CHART_ROWS // 2, len(shown))}
+        if report.first_failing_turn:
+            keep.add(report.first_failing_turn - 1)
+        shown = tuple(report.turns[i] for i in sorted(keep))
+    lines, previous = [], 0
+    for t in shown:
+        if t.turn > previous + 1:
+            lines.append(f"{'...':>5} ({t.turn - previous - 1:,} turns not shown; --json lists them all)")
+        previous = t.turn
         bar = "#" * max(1, round(t.prompt_tokens / top * width)) + "+" * max(1, round(report.max_tokens / top * width))
         flag = "  <- exceeds the server" if report.server_max_model_len and t.request_tokens > report.server_max_model_len else ""
         lines.append(f"{t.turn:>5} {t.prompt_tokens:>10,} {t.request_tokens:>10,}  {bar}{flag}")
@@ -59,9 +73,9 @@ def chart(report: BudgetReport, width: int = 40) -> list[str]:
 
 
 def run(s: BudgetSettings) -> int:
+    check_budget(s)
     values = read_trajectory_file(s.trajectory_config) if s.trajectory_config else {}
-    values.update({k: getattr(s, k) for k in KEYS if getattr(s, k) not in (None, 0) or k not in values})
-    values = {k: v for k, v in values.items() if v is not None}
+    values.update({k: getattr(s, k) for k in KEYS if getattr(s, k) is not None})  # flags override the file
     if "max_completion_length_per_turn" not in values:
         raise UserError(
             "no per-turn completion limit", "it is the max_tokens every request sends", "pass --max-completion-length-per-turn N"
@@ -96,8 +110,7 @@ def run(s: BudgetSettings) -> int:
         print(f"\nsend max_tokens = {report.max_tokens:,} per request (the per-turn limit, not the trajectory total)")
         print(
             f"needed --max-model-len = {report.needed_max_model_len:,} (worst request + buffer {report.buffer:,}); "
-            f"`vllm-launch --prompt {limits.system_tokens} --completion {limits.max_completion_length_per_turn} "
-            f"--turns {len(report.turns)} --observation {limits.observation_tokens_per_turn}` sizes and starts it"
+            f"`vllm-launch serve --model MODEL --max-model-len {report.needed_max_model_len}` sizes and starts it"
         )
         print("prompts grow by repeating the earlier turns: keep prefix caching on (vLLM's default) so they are not recomputed")
         if report.server_max_model_len:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import sys
 from dataclasses import asdict
 from pathlib import Path
@@ -11,24 +12,37 @@ from launcher.budget.explain import explain
 from launcher.errors import UserError
 from launcher.settings import ExplainSettings
 
+# One word ending like a log file, or holding a path separator: meant as a file, never as vLLM's error text.
+LOOKS_LIKE_PATH = re.compile(r"^\S*(/|\.(log|txt|out|err|json|jsonl))$|^\S*/\S*$", re.I)
+
 
 def read_text(arg: str | None) -> str:
+    """The argument verbatim, the log file it names, or standard input."""
     if arg is None:
         if sys.stdin is None or sys.stdin.isatty():
             raise UserError(
                 "no error text given",
-                "explain reads it from the argument, a log file, or standard input",
-                'pass --text "ERROR TEXT", --text path/to/log, or pipe it in',
+                "explain reads it from its argument, a log file, or standard input",
+                'pass the text quoted (vllm-launch explain "ERROR TEXT"), a log file (vllm-launch explain vllm.log), or pipe it in',
             )
         return sys.stdin.read()
-    path = Path(arg)
-    if len(arg) < 4096 and "\n" not in arg and path.is_file():
-        return path.read_text(errors="replace")
+    if "\n" in arg or len(arg) > 4096:
+        return arg
+    path = Path(arg).expanduser()
+    if path.is_file():
+        try:
+            return path.read_text(errors="replace")
+        except OSError as exc:
+            raise UserError(f"cannot read {arg}: {exc.strerror}", "", "check the file's permissions") from exc
+    if path.is_dir():
+        raise UserError(f"{arg} is a directory", "explain reads one log file or an error text", "pass the log file inside it")
+    if LOOKS_LIKE_PATH.match(arg.strip()):
+        raise UserError(f"{arg}: no such file", "the argument looks like a log file's path", "check the path, or pass the error text")
     return arg
 
 
 def run(s: ExplainSettings) -> int:
-    text = read_text(" ".join(s.text) if s.text else None)
+    text = read_text(s.text)
     if not text.strip():
         raise UserError("the error text is empty", "", "paste the whole error body or log")
     e = explain(text, max_tokens=s.max_tokens, max_model_len=s.max_model_len, prompt_tokens=s.prompt_tokens)

@@ -11,13 +11,14 @@ from dataclasses import replace
 from launcher import gpus as gpu_adapter
 from launcher.errors import UserError
 from launcher.hardware import GPU_PRESETS, GiB, Gpu, GpuInventory, find_preset, inventory_from_preset, inventory_from_size, preset_names
+from launcher.inputs import check_against_model, check_plan
 from launcher.installed import InstalledVllm, find_vllm
 from launcher.model.reader import read_model
 from launcher.output import emit
 from launcher.report import plan_json, plan_text, vllm_config_yaml
 from launcher.settings import PlanSettings
 from launcher.sizing import layouts
-from launcher.sizing.plan import Plan, PlanError, Requirements, make_plan
+from launcher.sizing.plan import Plan, Requirements, make_plan
 
 GPUS_PER_NODE = 8  # capacity planning without --gpus looks for layouts of up to one 8-GPU node
 
@@ -133,7 +134,10 @@ def build_plan(s: PlanSettings, installed: InstalledVllm | None = None) -> Plan:
         installed = find_vllm(s.vllm)
     version = s.vllm_version or (installed.version if installed else None)
     cpu = s.device == "cpu" or (s.device == "auto" and installed is not None and installed.cpu_build and not s.gpu and not s.gpu_memory)
+    for warning in check_plan(s, "cpu" if cpu else "cuda", version):
+        print(f"vllm-launch: warning: {warning}", file=sys.stderr)
     spec = read_model(s.model, s.revision, s.hf_overrides)
+    check_against_model(s, spec)
     inventory = inventory_for(s, cpu)
     requirements = requirements_for(s, version)
     cpu_kv_space = os.environ.get("VLLM_CPU_KVCACHE_SPACE", "").strip()
@@ -159,22 +163,32 @@ def build_plan(s: PlanSettings, installed: InstalledVllm | None = None) -> Plan:
             inventories = [inventory, *(inventory_for(s, cpu, name) for name in gpu_types(s)[1:])]
             return layouts.plan_with_layouts(spec, inventories, requirements, fixed_layout(s), exact=capacity_planning(s))
         return make_plan(spec, inventory, requirements)
-    except PlanError as exc:
-        raise UserError(str(exc), "", "check the sizes you passed") from exc
+    except ValueError as exc:  # PlanError and its kin: the engine's word for requirements it cannot plan at all
+        raise UserError(str(exc), "the sizing engine cannot plan these inputs", "check the values you passed") from exc
+
+
+def formatted(plan: Plan, fmt: str, command: list[str] | None = None) -> str:
+    """The plan as text, JSON, vLLM's arguments or a vLLM config file; `command` is the exact argv serve would run."""
+    if fmt in ("args", "vllm-config") and plan.env:
+        # Neither form can carry environment variables, and vLLM refuses to start without them.
+        needed = " ".join(f"{k}={shlex.quote(v)}" for k, v in plan.env)
+        print(f"vllm-launch: note: vLLM needs {needed} in its environment for this plan", file=sys.stderr)
+    if fmt == "json":
+        data = plan_json(plan)
+        if command is not None:
+            data["command"] = command
+        return json.dumps(data, indent=2) + "\n"
+    if fmt == "args":
+        return shlex.join(plan.vllm_args if command is None else command) + "\n"
+    if fmt == "vllm-config":
+        return vllm_config_yaml(plan)
+    return plan_text(plan, command)
 
 
 def run(s: PlanSettings) -> int:
     plan = build_plan(s)
-    fmt = "json" if s.json_output else s.format
-    if fmt == "json":
-        text = json.dumps(plan_json(plan), indent=2) + "\n"
-    elif fmt == "args":
-        text = shlex.join(plan.vllm_args) + "\n"
-    elif fmt == "vllm-config":
-        text = vllm_config_yaml(plan)
-    else:
-        text = plan_text(plan)
-    if s.output and not plan.fits:
+    text = formatted(plan, "json" if s.json_output else s.format)
+    if s.output and str(s.output) != "-" and not plan.fits:
         sys.stderr.write(plan_text(plan))  # the explanation goes where logs show it (e.g. a Kubernetes init container)
         print(f"vllm-launch plan: the plan does not fit, so {s.output} was not written", file=sys.stderr)
         return 1

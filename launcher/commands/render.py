@@ -3,17 +3,21 @@
 from __future__ import annotations
 
 import math
+import os
 import re
 import shlex
 import shutil
 import sys
+from pathlib import Path
 from typing import Any
 
 from pydantic_settings import BaseSettings
 
 from launcher import __version__
+from launcher import gpus as gpu_adapter
 from launcher.commands.plan import build_plan, capacity_planning
 from launcher.errors import UserError
+from launcher.inputs import check_plan, check_render, check_vllm_extra_args
 from launcher.output import emit
 from launcher.render import args_to_options, render
 from launcher.report import plan_text
@@ -122,8 +126,39 @@ def multinode_settings(s: RenderSettings) -> RenderSettings:
 
 
 def launcher_path(executable: str) -> str:
-    """systemd wants an absolute ExecStart path: resolve a bare name on this machine's PATH when it is there."""
-    return executable if "/" in executable else (shutil.which(executable) or executable)
+    """systemd runs an absolute ExecStart path: a bare name is looked up on PATH, then next to this Python (a venv's
+    bin/, which is not on PATH unless the venv is activated)."""
+    if "/" in executable:
+        return os.path.abspath(os.path.expanduser(executable))
+    sibling = Path(sys.executable).parent / executable
+    found = shutil.which(executable) or (str(sibling) if os.access(sibling, os.X_OK) else None)
+    if found is None:
+        raise UserError(
+            f"--vllm-launch {executable}: not on PATH, nor next to {sys.executable}",
+            "the unit must name the vllm-launch it runs by its absolute path",
+            "pass --vllm-launch /absolute/path/to/vllm-launch (the one on the server)",
+        )
+    return found
+
+
+def local_gpus_known(s: RenderSettings) -> bool:
+    """Whether a plan can be made here: hardware given by flags, or GPUs NVML can see."""
+    if s.gpu or s.gpu_memory or s.device == "cpu":
+        return True
+    try:
+        return bool(gpu_adapter.read_inventory().gpus)
+    except gpu_adapter.NvmlUnavailable:
+        return False
+
+
+def warn_local_model(s: RenderSettings) -> None:
+    if s.model.startswith("/"):
+        print(
+            f"vllm-launch render: warning: --model {s.model} is a path on this machine; the pods see it only if a volume "
+            "mounts it there (the manifests mount the HF cache at /hf-cache, not this path). Use a Hub repo id, or add "
+            "the volume to both containers.",
+            file=sys.stderr,
+        )
 
 
 def pinned_layout(s: RenderSettings, plan: Plan) -> RenderSettings:
@@ -179,9 +214,10 @@ def context(s: RenderSettings, plan: Plan | None, layout_note: str = "") -> dict
         "gpus_per_node": gpus,
         "vllm_args": list(plan.vllm_args) + s.vllm_extra_args if plan else [],
         "plan_env": list(plan.env) if plan else [],
+        "env": list(plan.env) if plan else [],
         "options": args_to_options(list(plan.vllm_args) + s.vllm_extra_args) if plan else {},
         "serve_argv": [
-            s.vllm_launch,
+            launcher_path(s.vllm_launch) if s.target == "systemd" else s.vllm_launch,
             "serve",
             *forwarded_flags(s, ServeSettings, ON_THE_NODE),
             "--port",
@@ -206,23 +242,39 @@ def context(s: RenderSettings, plan: Plan | None, layout_note: str = "") -> dict
 
 
 def run(s: RenderSettings) -> int:
+    check_render(s)
     refuse_secrets(s)
     s = multinode_settings(s)
     plan = None
-    # Kubernetes sizes on the node, in its init container; it plans here only to choose the layout (offline GPUs given).
+    # Kubernetes sizes on the node, in its init container (it plans here only to choose a layout for offline GPUs);
+    # a systemd unit sizes on its machine when it starts.
     layout_wanted = s.nodes == 1 and bool(s.gpu or s.gpu_memory) and (s.gpus is not None or capacity_planning(s))
-    if s.target != "k8s" or layout_wanted:
+    if (s.target == "k8s" and not layout_wanted) or (s.target == "systemd" and not local_gpus_known(s)):
+        for warning in check_plan(s, "cuda", s.vllm_version):
+            print(f"vllm-launch render: warning: {warning}", file=sys.stderr)
+        check_vllm_extra_args(s.vllm_extra_args, [])
+        if s.target == "systemd":
+            print(
+                "vllm-launch render: note: no GPU here and no --gpu: the unit sizes the server on its machine when it starts "
+                "(pass --gpu NAME to check the fit now)",
+                file=sys.stderr,
+            )
+    else:
         plan = build_plan(s)
+        check_vllm_extra_args(s.vllm_extra_args, list(plan.vllm_args))
         if not plan.fits:
             sys.stderr.write(plan_text(plan))
             print(f"vllm-launch render: the plan does not fit; no {s.target} file was written", file=sys.stderr)
             return 1
+        if s.target == "vllm-config" and plan.env:
+            print(f"vllm-launch render: note: vLLM needs {' '.join(f'{k}={v}' for k, v in plan.env)} in its environment", file=sys.stderr)
         if s.max_model_len == -1 and s.target != "k8s":  # the file carries the length auto resolved to, not a new search
             s = s.model_copy(update={"max_model_len": plan.max_model_len, "max_model_len_cap": None})
         if plan.layout_reason:
             print(f"vllm-launch render: {plan.layout_reason}", file=sys.stderr)
     layout_note = ""
     if s.target == "k8s":
+        warn_local_model(s)
         s, layout_note = k8s_layout(s, plan)
         if layout_note:
             print(f"vllm-launch render: {layout_note}", file=sys.stderr)

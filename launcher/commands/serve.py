@@ -10,12 +10,15 @@ import sys
 import threading
 import time
 from pathlib import Path
+from typing import TextIO
 
-from launcher.commands.plan import build_plan
+from launcher.commands.plan import build_plan, formatted
 from launcher.errors import UserError
 from launcher.http import request
+from launcher.inputs import check_serve, check_vllm_extra_args
 from launcher.installed import find_vllm
-from launcher.report import plan_text, shell_command
+from launcher.output import emit
+from launcher.report import plan_text
 from launcher.serve import preflight, readiness
 from launcher.serve.diagnose import Diagnosis, diagnose
 from launcher.serve.logwatch import LogWatch
@@ -32,9 +35,9 @@ HEALTH_POLL_S = 0.5  # /health while serving (503 = engine dead)
 class Console:
     """vLLM's lines go through; on a terminal a status line stays below them, otherwise phases print as plain lines."""
 
-    def __init__(self, stream=sys.stderr) -> None:
-        self.stream = stream
-        self.tty = stream.isatty()
+    def __init__(self, stream: TextIO | None = None) -> None:
+        self.stream = stream or sys.stderr  # looked up now, not at import: redirected streams (tests) are honoured
+        self.tty = self.stream.isatty()
         self.lock = threading.Lock()
         self.status = ""
         self._last_phase = ""
@@ -239,28 +242,32 @@ def write_ready_file(path: Path, data: dict) -> None:
 
 
 def run(s: ServeSettings) -> int:
+    check_serve(s)
     installed = find_vllm(s.vllm)
     plan = build_plan(s, installed)
-    console = Console()
     argv = vllm_command(s, plan, installed.executable or s.vllm)
-    guessed = bool(plan.unverified) and not s.force
-    if s.dry_run or not plan.fits or guessed:
-        sys.stdout.write(plan_text(plan))
-        print("\nvLLM command:\n  " + shell_command(plan, argv))
-        if not plan.fits:
-            console.say("not starting vLLM: the plan does not fit (see above); nothing was launched")
-            return 1
-        if guessed and not s.dry_run:
-            console.say(
-                "not starting vLLM: its KV-cache numbers for this model are unverified (see above); pass --force to start it anyway"
-            )
-            return 1
+    check_vllm_extra_args(s.vllm_extra_args, argv[2 : len(argv) - len(s.vllm_extra_args)])
+    text = formatted(plan, "json" if s.json_output else s.format, argv)  # the plan with the exact command, once
+    if s.dry_run and plan.fits:
+        emit(text, s.output, s.force)
         return 0
+    guessed = bool(plan.unverified) and not s.force
+    if not plan.fits or guessed or s.dry_run:
+        if s.output and str(s.output) != "-":
+            sys.stderr.write(plan_text(plan, argv))
+            print(f"vllm-launch serve: the plan does not fit, so {s.output} was not written", file=sys.stderr)
+        else:
+            sys.stdout.write(text)
+        if not plan.fits:
+            Console().say("not starting vLLM: the plan does not fit (see above); nothing was launched")
+        else:
+            Console().say("not starting vLLM: the KV-cache numbers for this model are unverified (see above); pass --force to start")
+        return 1
     if plan.layout_reason:
-        console.say(plan.layout_reason)
+        Console().say(plan.layout_reason)
     preflight.check_vllm(installed)
     preflight.check_port(s.host or "0.0.0.0", s.port)
     log_path = s.log_file or Path(f"vllm-launch-{s.port}.log")
     if s.ready_file and s.ready_file.exists():
         raise UserError(f"--ready-file {s.ready_file} already exists", "scripts would read a stale endpoint", "remove it first")
-    return Supervisor(s, plan, console).run(argv, launch_env(s, plan), log_path.resolve())
+    return Supervisor(s, plan, Console()).run(argv, launch_env(s, plan), log_path.resolve())

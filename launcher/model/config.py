@@ -67,6 +67,11 @@ def _int(cfg: dict[str, Any], *keys: str) -> int | None:
     return None
 
 
+def _invalid(cfg: dict[str, Any], *keys: str) -> str | None:
+    """The first of `keys` present with a value _int refuses: reported as a bad value, not as a missing key."""
+    return next((f"`{k}` is {cfg[k]!r}, not a positive whole number" for k in keys if cfg.get(k) is not None), None)
+
+
 def kv_heads_of(cfg: dict[str, Any]) -> int:
     if cfg.get("multi_query") and not cfg.get("new_decoder_architecture"):
         return 1  # Falcon MQA
@@ -158,7 +163,7 @@ def read_layers(config: dict[str, Any], cfg: dict[str, Any], name: str) -> tuple
             )
             if not value
         ]
-        what = f"lacks {', '.join('`' + k + '`' for k in basics)}" if exc.key in basics else str(exc)
+        what = _invalid(cfg, exc.key) or (f"lacks {', '.join('`' + k + '`' for k in basics)}" if exc.key in basics else str(exc))
         raise UserError(
             f"{name}: config.json {what}",
             "the KV cache is sized from it (vLLM would fail to build the model too)",
@@ -268,8 +273,11 @@ def spec_from_config(
         or cfg.get("layers_block_type")
         or cfg.get("hybrid_override_pattern")
     ):
+        bad = _invalid(cfg, "num_hidden_layers", "n_layer", "num_layers", "n_layers")
         raise UserError(
-            f"{name}: config.json lacks `num_hidden_layers`", "the number of layers sizes the KV cache", "use the model's own config.json"
+            f"{name}: config.json {bad or 'lacks `num_hidden_layers`'}",
+            "the number of layers sizes the KV cache",
+            "use the model's own config.json",
         )
     layers, layout, unverified = read_layers(config, cfg, name)
     heads = _int(cfg, "num_attention_heads", "n_head") or 0

@@ -8,8 +8,8 @@ import os
 import re
 import socket
 import struct
+import threading
 import urllib.parse
-from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +35,7 @@ SAFETENSORS_DTYPE_BYTES = {
     "F4": 0.5,
 }
 HUB_TIMEOUT_S = 5.0
+HUB_CONNECT_TIMEOUT_S = 1.0  # a reachable Hub answers a TCP connect in well under this
 
 
 def _read_json(path: Path, what: str) -> dict[str, Any]:
@@ -71,8 +72,11 @@ def local_weight_bytes(directory: Path) -> tuple[int, str] | None:
     return None
 
 
+CATALOG = Path(__file__).resolve().parent.parent / "data" / "catalog.json"  # package data (launcher.data)
+
+
 def load_catalog() -> dict[str, dict[str, Any]]:
-    return json.loads(resources.files("launcher.data").joinpath("catalog.json").read_text())
+    return json.loads(CATALOG.read_text())
 
 
 def _apply_overrides(config: dict[str, Any], overrides: dict[str, Any] | None) -> dict[str, Any]:
@@ -84,6 +88,18 @@ def _apply_overrides(config: dict[str, Any], overrides: dict[str, Any] | None) -
         merged["text_config"] = target = dict(merged["text_config"])
     target.update(overrides)
     return merged
+
+
+def _spec(config: dict[str, Any], name: str, **facts: Any) -> ModelSpec:
+    """spec_from_config, with a config value of the wrong type or range reported as such instead of a traceback."""
+    try:
+        return spec_from_config(config, name, **facts)
+    except (TypeError, ValueError, OverflowError, KeyError, AttributeError) as exc:
+        raise UserError(
+            f"{name}: config.json (with --hf-overrides, if given) has a value that cannot be read: {exc}",
+            "vLLM would fail to load such a config too",
+            "check the model's config.json and --hf-overrides",
+        ) from exc
 
 
 def read_local(path: Path, overrides: dict[str, Any] | None) -> ModelSpec:
@@ -99,7 +115,7 @@ def read_local(path: Path, overrides: dict[str, Any] | None) -> ModelSpec:
     gen_path = directory / "generation_config.json"
     generation = _read_json(gen_path, "generation_config.json") if gen_path.is_file() else None
     weights = local_weight_bytes(directory)
-    return spec_from_config(
+    return _spec(
         config,
         str(path),
         weights_bytes=weights[0] if weights else None,
@@ -111,7 +127,7 @@ def read_local(path: Path, overrides: dict[str, Any] | None) -> ModelSpec:
 
 def read_catalog(repo_id: str, overrides: dict[str, Any] | None, reason: str) -> ModelSpec:
     entry = load_catalog()[repo_id]
-    return spec_from_config(
+    return _spec(
         _apply_overrides(entry["config"], overrides),
         repo_id,
         weights_bytes=entry["weights_bytes"],
@@ -120,14 +136,76 @@ def read_catalog(repo_id: str, overrides: dict[str, Any] | None, reason: str) ->
     )
 
 
-def hub_reachable(timeout: float = 3.0) -> bool:
-    """One TCP connect to the Hub: huggingface_hub would otherwise retry for ~25 s on a machine without network."""
-    url = urllib.parse.urlparse(os.environ.get("HF_ENDPOINT", "https://huggingface.co"))
+_HUB_REACHABLE: dict[str, bool] = {}  # endpoint -> answer, for the life of the process: an unreachable Hub is asked once
+
+
+def hub_reachable(timeout: float = HUB_CONNECT_TIMEOUT_S) -> bool:
+    """One TCP connect to the Hub, name lookup included, within `timeout`: huggingface_hub would otherwise retry for
+    ~25 s on a machine without network (and a stuck DNS lookup ignores socket timeouts, hence the thread)."""
+    endpoint = os.environ.get("HF_ENDPOINT", "https://huggingface.co")
+    if endpoint not in _HUB_REACHABLE:
+        url = urllib.parse.urlparse(endpoint)
+        answer: list[bool] = []
+
+        def connect() -> None:
+            try:
+                port = url.port or (443 if url.scheme == "https" else 80)
+                with socket.create_connection((url.hostname or "huggingface.co", port), timeout):
+                    answer.append(True)
+            except (OSError, ValueError):
+                answer.append(False)
+
+        thread = threading.Thread(target=connect, daemon=True)
+        thread.start()
+        thread.join(timeout)
+        _HUB_REACHABLE[endpoint] = bool(answer and answer[0])
+    return _HUB_REACHABLE[endpoint]
+
+
+def cached_file(repo_id: str, filename: str, revision: str | None) -> Path | None:
+    """A file of a Hub repo in the local HF cache, without importing huggingface_hub (a third of a second): the cache
+    layout huggingface_hub's `try_to_load_from_cache` reads (models--OWNER--NAME/refs/REV -> snapshots/COMMIT/FILE)."""
+    from huggingface_hub import constants  # light: environment and paths only
+
+    repo = Path(constants.HF_HUB_CACHE) / ("models--" + repo_id.replace("/", "--"))
+    ref = repo / "refs" / (revision or "main")
     try:
-        with socket.create_connection((url.hostname or "huggingface.co", url.port or (443 if url.scheme == "https" else 80)), timeout):
-            return True
+        commit = ref.read_text().strip() if ref.is_file() else (revision or "main")
     except OSError:
-        return False
+        return None
+    path = repo / "snapshots" / commit / filename
+    return path if path.is_file() else None
+
+
+def read_cached(repo_id: str, revision: str | None, overrides: dict[str, Any] | None, reason: str) -> ModelSpec:
+    """Offline: the HF cache's copy of the model, else the built-in catalog, else an error that lists the catalog."""
+    config_path = cached_file(repo_id, "config.json", revision)
+    catalog = load_catalog()
+    if config_path is None:
+        if repo_id in catalog:
+            return read_catalog(repo_id, overrides, f"{reason} and the HF cache has no copy")
+        raise UserError(
+            f"cannot read {repo_id}: {reason} and the model is not in the HF cache",
+            "the sizing engine needs the model's config.json",
+            "download it once (huggingface-cli download REPO config.json), pass --model a local directory, or use a model of "
+            f"the built-in catalog: {', '.join(sorted(catalog))}",
+        )
+    gen_path = cached_file(repo_id, "generation_config.json", revision)
+    index_path = cached_file(repo_id, "model.safetensors.index.json", revision)
+    weights: tuple[int, str] | None = None
+    if index_path:
+        total = _read_json(index_path, "the safetensors index").get("metadata", {}).get("total_size")
+        weights = (total, "safetensors index") if isinstance(total, int) and total > 0 else None
+    if weights is None and repo_id in catalog:
+        weights = (catalog[repo_id]["weights_bytes"], "catalog: " + catalog[repo_id]["weights_source"])
+    return _spec(
+        _apply_overrides(_read_json(config_path, "config.json"), overrides),
+        repo_id,
+        weights_bytes=weights[0] if weights else None,
+        weights_source=weights[1] if weights else "estimate",
+        generation_config=_read_json(gen_path, "generation_config.json") if gen_path else None,
+        facts_source=f"Hugging Face Hub {repo_id}" + (f"@{revision}" if revision else "") + " (HF cache)",
+    )
 
 
 def read_hub(repo_id: str, revision: str | None, overrides: dict[str, Any] | None, online: bool) -> ModelSpec:
@@ -196,7 +274,7 @@ def read_hub(repo_id: str, revision: str | None, overrides: dict[str, Any] | Non
     if weights is None and repo_id in catalog:
         entry = catalog[repo_id]
         weights = (entry["weights_bytes"], "catalog: " + entry["weights_source"])
-    return spec_from_config(
+    return _spec(
         config,
         repo_id,
         weights_bytes=weights[0] if weights else None,
@@ -229,5 +307,8 @@ def read_model(model: str, revision: str | None = None, hf_overrides: str | None
             "a model is a local directory, a path to its config.json, or 'owner/name' on the Hub",
             "check the path",
         )
-    offline = os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes", "on")
-    return read_hub(model, revision, overrides, online=not offline and hub_reachable())
+    if os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes", "on"):
+        return read_cached(model, revision, overrides, "HF_HUB_OFFLINE is set")
+    if not hub_reachable():
+        return read_cached(model, revision, overrides, "the Hub is out of reach (no network)")
+    return read_hub(model, revision, overrides, online=True)

@@ -37,9 +37,21 @@ def check_vllm(installed: InstalledVllm) -> str:
 
 
 def check_port(host: str, port: int) -> None:
+    try:
+        socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except (OSError, UnicodeError) as exc:
+        raise UserError(
+            f"--host {host}: not an address of this machine ({exc})",
+            "vLLM would fail to listen on it after loading the model",
+            "pass an address of this machine, e.g. --host 127.0.0.1 or 0.0.0.0, or leave --host out",
+        ) from exc
     if not port_free(host, port):
+        try:
+            other = f" (e.g. --port {free_port(host if ':' not in host else '127.0.0.1')})"
+        except OSError:
+            other = ""
         raise UserError(
             f"port {port} on {host} is already in use",
             "vLLM would fail after loading for ~10 s with Errno 98",
-            f"stop what holds it, or pass another --port (e.g. --port {free_port(host)})",
+            f"stop what holds it, or pass another --port{other}",
         )

@@ -45,6 +45,8 @@ RELEASES: dict[tuple[int, int], str] = {
     (0, 33): "0.33.0",
 }
 DEFAULT_VERSION = RELEASES[max(RELEASES)]
+# The newest release whose behaviour these rules were checked against (vLLM's own source of that release).
+NEWEST_KNOWN = DEFAULT_VERSION
 
 
 def parse_version(text: str) -> tuple[int, int, int]:
@@ -609,3 +611,16 @@ def concurrent_batches(rules: VersionRules, *, pp: int, async_scheduling: bool, 
         if pp <= 1:
             return 2
     return pp
+
+
+def check_known(version: str) -> str:
+    """A version the rules can speak for: refuses releases newer than NEWEST_KNOWN (their behaviour is unknown) and
+    0.0.x (never released). Returns the version unchanged; raises ValueError with the known range."""
+    v = parse_version(version)
+    newest = parse_version(NEWEST_KNOWN)
+    if v[:2] > newest[:2] or v < (0, 1, 0):
+        raise ValueError(
+            f"vLLM {version} is outside the releases these rules know (0.1 to {newest[0]}.{newest[1]}.x); "
+            f"pass a version in that range, or leave --vllm-version out to use the installed vLLM's"
+        )
+    return version

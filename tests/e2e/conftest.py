@@ -72,8 +72,11 @@ class Launch:
         end = time.monotonic() + timeout
         while self._sid is None and time.monotonic() < end:
             try:
-                children = [c for c in psutil.Process(self.proc.pid).children() if "serve" in c.cmdline()]
-            except psutil.Error:
+                # A child still in the launcher's session is between fork and setsid (its cmdline is still the
+                # launcher's): not vLLM's session yet.
+                own = os.getsid(self.proc.pid)
+                children = [c for c in psutil.Process(self.proc.pid).children() if "serve" in c.cmdline() and os.getsid(c.pid) != own]
+            except (psutil.Error, ProcessLookupError):
                 children = []
             if children:
                 self._sid = os.getsid(children[0].pid)
@@ -102,7 +105,21 @@ class Launch:
             raise AssertionError(f"launcher still running after {timeout} s:\n{self.output()[-3000:]}") from exc
 
 
-def start_launcher(vllm_venv: Path, model: Path, tmp: Path, *args: str, env: dict[str, str] | None = None) -> Launch:
+def vllm_overriding(vllm_venv: Path, tmp: Path, *args: str) -> Path:
+    """A `vllm` that appends `args` to whatever the launcher passes: vLLM then runs differently from the plan (the
+    launcher itself refuses such overrides after `--`), so tests can make the real vLLM fail where the plan fitted."""
+    wrapper = tmp / "vllm-overriding"
+    real = vllm_venv / "bin" / "vllm"
+    wrapper.write_text(
+        f"#!{vllm_venv / 'bin' / 'python'}\nimport os, sys\nos.execv({str(real)!r}, [{str(real)!r}, *sys.argv[1:], *{list(args)!r}])\n"
+    )
+    wrapper.chmod(0o755)
+    return wrapper
+
+
+def start_launcher(
+    vllm_venv: Path, model: Path, tmp: Path, *args: str, env: dict[str, str] | None = None, vllm: Path | None = None
+) -> Launch:
     port = free_port()
     out = tmp / f"launcher-{port}.out"
     log = tmp / f"vllm-{port}.log"
@@ -115,7 +132,7 @@ def start_launcher(vllm_venv: Path, model: Path, tmp: Path, *args: str, env: dic
         "--model",
         str(model),
         "--vllm",
-        str(vllm_venv / "bin" / "vllm"),
+        str(vllm or vllm_venv / "bin" / "vllm"),
         "--port",
         str(port),
         "--host",
@@ -135,9 +152,9 @@ def start_launcher(vllm_venv: Path, model: Path, tmp: Path, *args: str, env: dic
     return Launch(proc, port, log, out, ready)
 
 
-def start_vllm(vllm_venv: Path, model: Path, tmp: Path, *args: str, env: dict[str, str] | None = None) -> Launch:
+def start_vllm(vllm_venv: Path, model: Path, tmp: Path, *args: str, env: dict[str, str] | None = None, vllm: Path | None = None) -> Launch:
     """start_launcher, then wait until vLLM itself runs (its session is recorded for the leftover checks)."""
-    launch = start_launcher(vllm_venv, model, tmp, *args, env=env)
+    launch = start_launcher(vllm_venv, model, tmp, *args, env=env, vllm=vllm)
     launch.vllm_session()
     return launch
 
@@ -187,7 +204,6 @@ def served(vllm_venv: Path, tiny_model: Path, tmp_path_factory: pytest.TempPathF
         "tiny",
         "--api-key-env",
         "TEST_API_KEY",
-        "--",
         "--enforce-eager",
         env=env,
     )

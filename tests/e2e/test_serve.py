@@ -10,7 +10,17 @@ import urllib.request
 
 import psutil
 import pytest
-from conftest import API_KEY, TINY, assert_no_leftovers, launcher_env, server_processes, start_launcher, start_vllm, stop
+from conftest import (
+    API_KEY,
+    TINY,
+    assert_no_leftovers,
+    launcher_env,
+    server_processes,
+    start_launcher,
+    start_vllm,
+    stop,
+    vllm_overriding,
+)
 
 pytestmark = pytest.mark.e2e
 
@@ -45,7 +55,7 @@ def test_api_key_is_never_on_a_command_line(served, tiny_model):
 
 
 def test_sigint_during_startup_leaves_nothing(vllm_venv, tiny_model, tmp_path):
-    launch = start_vllm(vllm_venv, tiny_model, tmp_path, *TINY, "--", "--enforce-eager")
+    launch = start_vllm(vllm_venv, tiny_model, tmp_path, *TINY, "--enforce-eager")
     deadline = time.monotonic() + 60
     while "starting engine" not in launch.output() and time.monotonic() < deadline:
         time.sleep(0.2)
@@ -56,7 +66,7 @@ def test_sigint_during_startup_leaves_nothing(vllm_venv, tiny_model, tmp_path):
 
 
 def test_launcher_killed_takes_vllm_with_it(vllm_venv, tiny_model, tmp_path):
-    launch = start_vllm(vllm_venv, tiny_model, tmp_path, *TINY, "--", "--enforce-eager")
+    launch = start_vllm(vllm_venv, tiny_model, tmp_path, *TINY, "--enforce-eager")
     deadline = time.monotonic() + 60
     while "loading weights" not in launch.output() and time.monotonic() < deadline:
         time.sleep(0.2)
@@ -67,17 +77,9 @@ def test_launcher_killed_takes_vllm_with_it(vllm_venv, tiny_model, tmp_path):
 
 
 def test_kv_cache_too_small_is_explained_with_a_working_length(vllm_venv, tiny_model, tmp_path):
-    # The user's own vLLM flag (after --) overrides the planned KV size: vLLM really fails, the launcher explains.
-    launch = start_vllm(
-        vllm_venv,
-        tiny_model,
-        tmp_path,
-        *TINY,
-        "--",
-        "--enforce-eager",
-        "--kv-cache-memory-bytes",
-        "131072",
-    )
+    # vLLM runs with a smaller KV cache than planned (the wrapper overrides it): vLLM really fails, the launcher explains.
+    overriding = vllm_overriding(vllm_venv, tmp_path, "--kv-cache-memory-bytes", "131072")
+    launch = start_vllm(vllm_venv, tiny_model, tmp_path, *TINY, "--enforce-eager", vllm=overriding)
     rc = launch.wait_exit(180)
     out = launch.output()
     assert rc != 0
@@ -87,16 +89,8 @@ def test_kv_cache_too_small_is_explained_with_a_working_length(vllm_venv, tiny_m
 
 
 def test_context_above_model_limit_is_explained(vllm_venv, tiny_model, tmp_path):
-    launch = start_vllm(
-        vllm_venv,
-        tiny_model,
-        tmp_path,
-        *TINY,
-        "--",
-        "--enforce-eager",
-        "--max-model-len",
-        "4096",
-    )
+    overriding = vllm_overriding(vllm_venv, tmp_path, "--max-model-len", "4096")
+    launch = start_vllm(vllm_venv, tiny_model, tmp_path, *TINY, "--enforce-eager", vllm=overriding)
     rc = launch.wait_exit(120)
     out = launch.output()
     assert rc != 0 and "above the model's limit (max_position_embeddings=2048)" in out

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import model_configs as mc
 import pytest
-from helpers import run_cli, write_model_dir
+from helpers import missing_real_part, run_cli, write_model_dir
 
 pytestmark = pytest.mark.slurm
 HERE = Path(__file__).resolve().parent
@@ -28,7 +28,7 @@ def _run(cmd, env=None, **kw) -> subprocess.CompletedProcess:
 def slurm(tmp_path_factory):
     missing = [t for t in ("slurmctld", "slurmd", "sbatch", "munged") if shutil.which(t) is None and not Path(f"/usr/sbin/{t}").exists()]
     if missing or os.geteuid() != 0:
-        pytest.skip(f"needs root and Debian's slurmctld slurmd slurm-client munge (missing: {missing or 'root'})")
+        missing_real_part(f"needs root and Debian's slurmctld slurmd slurm-client munge (missing: {missing or 'root'})")
     base = tmp_path_factory.mktemp("slurm")
     subprocess.run([str(HERE / "setup.sh"), str(base)], check=True, stdout=subprocess.DEVNULL)
     env = dict(os.environ, SLURM_CONF=f"{base}/etc/slurm.conf")
@@ -109,7 +109,7 @@ def script(tmp_path) -> Path:
         "--model",
         str(model),
         "--served-model-name",
-        'tiny "llama"',
+        'tiny "llamà"',  # quotes and non-ASCII: the readiness check compares them with vLLM's JSON
         "--max-model-len",
         "8192",
         "--gpu",
@@ -157,7 +157,7 @@ def test_job_reaches_ready_writes_endpoint_and_stops_on_scancel(slurm, script):
         out = list(script.parent.glob("*.out"))
         raise AssertionError(f"state {job_state(env, jobid)}; output: {out[0].read_text() if out else '-'}") from None
     info = json.loads(endpoint.read_text())
-    assert info["model"] == 'tiny "llama"' and info["max_model_len"] == 8192 and info["job_id"] == jobid
+    assert info["model"] == 'tiny "llamà"' and info["max_model_len"] == 8192 and info["job_id"] == jobid
     with urllib.request.urlopen(f"http://127.0.0.1:{info['port']}/health", timeout=5) as r:
         assert r.status == 200
     assert job_state(env, jobid)[0] == "RUNNING"
