@@ -207,14 +207,27 @@ class ServeSettings(PlanSettings):
 class ExplainSettings(LaunchSettings):
     """Explain a vLLM context-length or start-up error with the true numbers, and how to fix it."""
 
-    text: CliPositionalArg[list[str]] = Field(default_factory=list)
-    """The error text, or a path to a log file; default: read standard input."""
-    max_tokens: PositiveInt | None = None
-    """The max_tokens the failing request sent (needed to decode some older messages)."""
+    # One argument taken verbatim (commas, quotes and newlines included): a list would be split at commas.
+    text: CliPositionalArg[str | None] = None
+    """The error text (quoted, as one argument), or a path to a log file; default: read standard input."""
+    max_tokens: Annotated[int, BeforeValidator(parse_human_int), Field(ge=0)] | None = None
+    """The max_tokens the failing request sent (needed to decode some older messages; 0 when the client sent 0)."""
     max_model_len: PositiveInt | None = None
     """The server's --max-model-len, if known."""
     prompt_tokens: PositiveInt | None = None
     """The request's prompt length in tokens, if known."""
+    buffer: HumanInt = Field(1000, ge=0)
+    """Spare tokens added to prompt + max_tokens in the suggested --max-model-len (the minimum is printed too)."""
+    gpu_memory_utilization: float | None = Field(None, gt=0, le=1)
+    """The server's --gpu-memory-utilization, if known (memory answers start from it)."""
+    model: str | None = None
+    """The model the server ran: memory answers are then re-planned through the sizing engine instead of estimated."""
+    gpu: str | None = None
+    """With --model: the GPU the server ran on (presets: `vllm-launch gpus --presets`; default: this machine's GPUs)."""
+    gpus: PositiveInt | None = None
+    """With --model: how many GPUs of --gpu."""
+    tensor_parallel_size: PositiveInt = 1
+    """With --model: the server's --tensor-parallel-size."""
     json_output: bool = Field(False, alias="json")
     """Print JSON."""
 
