@@ -338,3 +338,50 @@ def test_explain_model_flag_replans_memory_answers_through_the_sizing_engine():
     data = json.loads(result.stdout)
     assert result.returncode == 0 and data["kind"] == "kv_cache_too_small"
     assert data["numbers"]["planned_kv_cache_tokens"] > 0 and any("re-planned with the sizing engine" in n for n in data["notes"])
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        # vLLM before 0.5 answered errors at the top level ({"object": "error", "message": ...}); later under "error"
+        {"object": "error", "message": OLD_REQUESTED, "type": "BadRequestError", "param": None, "code": 400},
+        {"error": {"message": OLD_REQUESTED, "type": "BadRequestError", "param": None, "code": 400}},
+    ],
+)
+def test_check_probe_decodes_the_servers_error_through_the_catalog(body):
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    routes = {
+        "/v1/models": (200, {"object": "list", "data": [{"id": "m", "max_model_len": 4096}]}),
+        "/version": (200, {"version": "0.4.2"}),
+        "/tokenize": (200, {"tokens": [1, 2]}),
+        "/v1/completions": (400, body),
+    }
+
+    class Handler(BaseHTTPRequestHandler):  # a stand-in for the server's HTTP answers only
+        def _answer(self) -> None:
+            if self.command == "POST":
+                self.rfile.read(int(self.headers.get("Content-Length", 0)))
+            status, payload = routes[self.path]
+            self.send_response(status)
+            self.end_headers()
+            self.wfile.write(json.dumps(payload).encode())
+
+        do_GET = do_POST = _answer
+
+        def log_message(self, *args):
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        url = f"http://127.0.0.1:{server.server_port}"
+        result = run_cli("check", "--url", url, "--prompt-tokens", "4000", "--max-tokens", "1000", "--probe")
+    finally:
+        server.shutdown()
+    out = result.stdout
+    assert "generates up to 1,000 tokens" in out
+    assert "error: This model's maximum context length is 4096 tokens" in out  # not blank
+    assert "which means: Given max_tokens=1000 and max_model_len=4096, only 3096 tokens are left" in out
+    assert "send max_tokens=96" in out

@@ -74,12 +74,8 @@ def explain(
     `phases` limits the answer to messages of those phases (serve's diagnosis ignores per-request errors)."""
     given = Given(max_tokens, max_model_len, prompt_tokens, buffer, gpu_memory_utilization, gpu_processes, replan, port)
     matches = [m for m in msgs.find_all(text) if phases is None or m.phase in phases or m.phase == "fact"]
-    if matches and all(m.phase == "fact" for m in matches) and phases is not None:
-        matches = [
-            m
-            for m in matches
-            if m.kind in ("gpu_blocks", "kv_memory_available") and (m.value("gpu_blocks") == 0 or (m.value("available_gib") or 1) <= 0)
-        ]
+    if phases is not None and all(m.phase == "fact" for m in matches):  # sizes alone explain a failure only when they show it
+        matches = [m for m in matches if _shows_failure(m)]
     if not matches:
         return Explanation(
             False,
@@ -93,16 +89,19 @@ def explain(
     return ctx.result()
 
 
+def _shows_failure(m: msgs.Match) -> bool:
+    """A log line with sizes that is itself the failure: no KV block, or a KV budget at or below zero."""
+    available = m.value("available_gib") if m.kind == "kv_memory_available" else None
+    return (m.kind == "gpu_blocks" and m.value("gpu_blocks") == 0) or (available is not None and available <= 0)
+
+
 def _main(matches: list[msgs.Match]) -> msgs.Match:
     """The message to answer: the first (most telling) one, in its most detailed match; of log lines that only carry
-    sizes, one that shows the failure (no KV blocks, a negative KV budget)."""
+    sizes, one that shows the failure."""
     first = matches[0]
     if first.phase == "fact":
-        failing = [
-            m for m in matches if m.value("gpu_blocks") == 0 or (m.value("available_gib") is not None and m.value("available_gib") <= 0)
-        ]
         sizes = [m for m in matches if m.kind in ("gpu_blocks", "kv_memory_available", "memory_profile", "memory_summary")]
-        first = (failing or sizes or [first])[0]
+        first = ([m for m in matches if _shows_failure(m)] or sizes or [first])[0]
     same = [m for m in matches if m.kind == first.kind]
     return max(same, key=lambda m: (sum(1 for v in m.fields.values() if any(c.isdigit() for c in v)), -m.start))
 

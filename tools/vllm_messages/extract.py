@@ -246,17 +246,23 @@ def _chunks(text: str) -> list[str]:
     return out
 
 
-def build_pattern(parts: list, family: Family) -> str:
+MIN_REQUIRED_TEXT = 20  # characters of the message's own words every match must contain
+
+
+def build_pattern(parts: list, family: Family) -> tuple[str, str]:
     """Regex of one message. Only the start is required: the text up to the first field, the field and the words after
     it (for a message without fields, its first sentence). The rest is optional, a few words at a time, so a text cut
-    off by the user's paste or an issue title still matches with every field it shows."""
+    off by the user's paste or an issue title still matches with every field it shows. Also returns the anchor: the longest
+    word of the required literal text (lower-cased), which every match contains (a cheap pre-check before the regex)."""
     builder = PatternBuilder(family, parts)
     items: list[str] = []
     is_field: list[bool] = []
+    literal: list[str] = []  # each item's literal text ("" for fields and choices)
     for i, part in enumerate(parts):
         if not isinstance(part, str):
             items.append(builder.parts([part], False, False))
             is_field.append(True)
+            literal.append("")
             continue
         chunks = _chunks(part)
         for j, chunk in enumerate(chunks):
@@ -267,6 +273,7 @@ def build_pattern(parts: list, family: Family) -> str:
                 regex = r"\s+" + regex[3:]
             items.append(regex)
             is_field.append(False)
+            literal.append(chunk)
     sentence_ends = [k for k, part in enumerate(items) if not is_field[k] and part.endswith(r"\.")]
     first_sentence = max(sentence_ends[0] + 1 if sentence_ends else len(items), min(3, len(items)))
     if any(is_field) and is_field.index(True) < first_sentence:
@@ -274,11 +281,14 @@ def build_pattern(parts: list, family: Family) -> str:
         required = first_field + 1 + (first_field + 1 < len(items) and not is_field[first_field + 1])
     else:  # no field in the first sentence: that sentence is the start every match needs
         required = first_sentence
+    while required < len(items) and len("".join(literal[:required]).strip()) < MIN_REQUIRED_TEXT:
+        required += 1  # "max_tokens=" alone is in every SamplingParams log line: require words that only the error has
     pattern = "".join(items[:required])
     tail = ""
     for regex in reversed(items[required:]):
         tail = f"(?:{regex}{tail})?"
-    return pattern + tail
+    words = re.findall(r"(?<![\w`])[A-Za-z][A-Za-z_]{3,}(?![\w`])", " ".join(literal[:required]))
+    return pattern + tail, max(words, key=len).lower() if words else ""
 
 
 # ------------------------------------------------------------------------------------------------------- catalog -----
@@ -308,7 +318,7 @@ def extract(src: Path | None, cache: Path, releases: list[str], full_scan: bool,
                         f"{version} {site.file}:{site.line} {family.kind}: no canonical name for {{{exc}}} in {display(site.parts)!r}"
                     )
                     continue
-                pattern = build_pattern(parts, family)
+                pattern, anchor = build_pattern(parts, family)
                 entry = entries.setdefault(
                     (family.kind, pattern),
                     {
@@ -317,6 +327,7 @@ def extract(src: Path | None, cache: Path, releases: list[str], full_scan: bool,
                         "severity": site.severity,
                         "template": parts,
                         "pattern": pattern,
+                        "anchor": anchor,
                         "fields": {},
                         "releases": [],
                         "sources": {},
@@ -339,7 +350,6 @@ def extract(src: Path | None, cache: Path, releases: list[str], full_scan: bool,
         values = {n: entry_values(entry["kind"], n) for n in names}
         entry["values"] = {n: v for n, v in values.items() if v}
         first, last = entry["releases"][0], entry["releases"][-1]
-        entry["anchor"] = anchor(entry["pattern"])
         entry.update(first=first, last=last, file=entry["sources"][last].split(":")[0], line=int(entry["sources"][last].split(":")[1]))
         messages.append(entry)
     order = {f.kind: i for i, f in enumerate(FAMILIES)}
@@ -354,13 +364,6 @@ def extract(src: Path | None, cache: Path, releases: list[str], full_scan: bool,
         "messages": [reorder(e) for e in messages],
         "external": external,
     }
-
-
-def anchor(pattern: str) -> str:
-    """The longest plain word of the part of the pattern every match needs (lower-cased), for a cheap pre-check."""
-    required = pattern.split("(?:")[0]
-    words = re.findall(r"(?<![\w\\`?])[A-Za-z][a-z]{3,}(?![\w`?])", re.sub(r"\(\?P<\w+>", "", required))
-    return max(words, key=len).lower() if words else ""
 
 
 def entry_values(kind: str, name: str) -> list[str]:
