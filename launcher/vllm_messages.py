@@ -16,7 +16,7 @@ import functools
 import html
 import json
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 CATALOG = Path(__file__).with_name("data") / "vllm_messages.json"
@@ -256,21 +256,20 @@ class PortFacts:
     port: int | None  # the API port that is taken, when the text names it
     internal: bool  # the bind that failed is vLLM's / torch's internal one, not --port
     holder: str | None = None  # "psutil.Process(pid=..., name=...)" when vLLM logged who holds it
-    evidence: list[str] = field(default_factory=list)
 
 
 def port_facts(text: str) -> PortFacts:
+    """Which port a "address already in use" text is about: named by the message, an internal one, or a flag in the log."""
     clean = normalise(text)
-    holder = None
     for found in find_all(clean):
         if found.kind == "port_in_use_by":
-            return PortFacts(found.number("port"), False, found.fields.get("process"), [found.text])
+            return PortFacts(found.number("port"), False, found.fields.get("process"))
         if found.kind == "address_in_use" and found.number("port") is not None:
-            return PortFacts(found.number("port"), False, None, [found.text])
+            return PortFacts(found.number("port"), False)
     if INTERNAL_PORT.search(clean):
-        return PortFacts(None, True, holder)
+        return PortFacts(None, True)
     for hint in _PORT_HINTS:
         m = hint.search(clean)
         if m and int(m.group(1)) > 0:
-            return PortFacts(int(m.group(1)), False, holder, [m.group(0)])
-    return PortFacts(None, False, holder)
+            return PortFacts(int(m.group(1)), False)
+    return PortFacts(None, False)

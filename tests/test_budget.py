@@ -385,3 +385,32 @@ def test_check_probe_decodes_the_servers_error_through_the_catalog(body):
     assert "error: This model's maximum context length is 4096 tokens" in out  # not blank
     assert "which means: Given max_tokens=1000 and max_model_len=4096, only 3096 tokens are left" in out
     assert "send max_tokens=96" in out
+
+
+def test_thousands_separators_and_a_whole_log():
+    e = explain(
+        "This model's maximum context length is 32,768 tokens. However, you requested 40,000 tokens (30,000 in the messages, "
+        "10,000 in the completion). Please reduce the length of the messages or completion."
+    )
+    assert e.numbers["max_model_len"] == 32768 and e.numbers["max_tokens_that_fits"] == 2768 and e.numbers["min_max_model_len"] == 40000
+    log = "\n".join(
+        [
+            "(APIServer pid=7) INFO 05-01 10:00:00 [api_server.py:1] vLLM API server version 0.19.1",
+            "(EngineCore_DP0 pid=9) INFO 05-01 10:00:09 [gpu_model_runner.py:2007] Model loading took 14.99 GiB and 12.8 seconds",
+            "(EngineCore_DP0 pid=9) ERROR 05-01 10:00:20 [core.py:700] EngineCore failed to start.",
+            "(EngineCore_DP0 pid=9) ValueError: To serve at least one request with the models's max seq len (131072), (16.0 GiB KV",
+            "(EngineCore_DP0 pid=9) cache is needed, which is larger than the available KV cache memory (10.0 GiB). Based on the",
+            "(EngineCore_DP0 pid=9) available memory, the estimated maximum model length is 81904. Try increasing",
+            "(APIServer pid=7) RuntimeError: Engine core initialization failed. See root cause above. Failed core proc(s): {}",
+        ]
+    )
+    e = explain(log)
+    assert e.kind == "kv_cache_too_small" and e.numbers["kv_fitting_max_model_len"] == 81904 and e.flag == ("--max-model-len", "81904")
+
+
+def test_serve_diagnosis_ignores_request_errors_in_the_log():
+    from launcher.serve.diagnose import diagnose
+
+    log = PROMPT_OVER + "\nOSError: [Errno 98] error while attempting to bind on address ('0.0.0.0', 8011): address already in use"
+    d = diagnose(log, 1, port=8000, max_model_len=512, gpu_memory_utilization=0.9)
+    assert d.what == "port 8011 is already in use" and d.flag == ("--port", "8012")
