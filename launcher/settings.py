@@ -463,12 +463,24 @@ class ExplainSettings(LaunchSettings):
     # One argument taken verbatim (commas, quotes and newlines included): a list would be split at commas.
     text: CliPositionalArg[str | None] = None
     """The error text (quoted, as one argument), or a path to a log file; default: read standard input."""
-    max_tokens: Tokens | None = None
-    """The max_tokens the failing request sent (needed to decode some older messages)."""
+    max_tokens: TokensOrZero | None = None
+    """The max_tokens the failing request sent (needed to decode some older messages; 0 when the client sent 0)."""
     max_model_len: Tokens | None = None
     """The server's --max-model-len, if known."""
     prompt_tokens: Tokens | None = None
     """The request's prompt length in tokens, if known."""
+    buffer: TokensOrZero = 1000
+    """Spare tokens added to prompt + max_tokens in the suggested --max-model-len (the minimum is printed too)."""
+    gpu_memory_utilization: Fraction | None = None
+    """The server's --gpu-memory-utilization, if known (memory answers start from it)."""
+    model: Text | None = None
+    """The model the server ran: memory answers are then re-planned through the sizing engine instead of estimated."""
+    gpu: Text | None = None
+    """With --model: the GPU the server ran on (presets: `vllm-launch gpus --presets`; default: this machine's GPUs)."""
+    gpus: Count | None = None
+    """With --model: how many GPUs of --gpu."""
+    tensor_parallel_size: Count = 1
+    """With --model: the server's --tensor-parallel-size."""
     json_output: bool = Field(False, validation_alias=AliasChoices("json", "json_output"))
     """Print JSON."""
 

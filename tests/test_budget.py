@@ -56,7 +56,9 @@ def test_seed_example_renderer_message_decoded():
     e = explain(RENDERER, max_tokens=27000, max_model_len=31096)
     assert e.what == "Given max_tokens=27000 and max_model_len=31096, only 4096 tokens are left for the prompt; your prompt has 4500."
     assert any("max_tokens=26596" in f for f in e.fixes)
-    assert any("--max-model-len 32500" in f and "--prompt 4500 --completion 27000" in f for f in e.fixes)
+    # the minimum max_model_len (prompt + max_tokens) and the one with the default 1000-token buffer, and how to start it
+    assert any("--max-model-len 31500" in f and "32500 with the default" in f and "--prompt 4500 --completion 27000" in f for f in e.fixes)
+    assert e.numbers["min_max_model_len"] == 31500 and e.numbers["max_model_len_with_buffer"] == 32500
 
 
 def test_renderer_message_without_numbers_says_it_is_ambiguous():
@@ -73,10 +75,10 @@ def test_renderer_message_without_numbers_says_it_is_ambiguous():
         (ZERO, "max_tokens_zero", "no room for even one output token"),
         (OLD_REQUESTED, "requested_total", "only 3096 tokens are left for the prompt; your prompt has 4000"),
         (PASSED, "passed_input_tokens", "only 2096 tokens are left for the prompt; your prompt has 3000"),
-        (CLIENT, "requested_output_and_prompt", "only 4192 tokens are left for the prompt; your prompt has 5000"),
+        (CLIENT, "requested_output_and_prompt", "only 4192 tokens are left for the prompt; your prompt has at least 5000"),
         (KV_SMALL, "kv_cache_too_small", "cannot hold one 512-token request"),
         (OVER_DERIVED, "max_len_over_derived", "above the model's limit (max_position_embeddings=2048)"),
-        (FREE_MEM, "free_memory_below_budget", "free memory (30.0/79.19 GiB) is below the budget"),
+        (FREE_MEM, "free_memory_below_budget", "free memory (30.00/79.19 GiB) is below the budget"),
     ],
 )
 def test_every_known_message(text, kind, needle):
@@ -207,3 +209,208 @@ def test_check_unreachable_and_not_vllm():
     finally:
         server.shutdown()
     assert result.returncode == 2 and "does not look like a vLLM server" in result.stderr
+
+
+# --- explain: the numbers (issue 9 item 4; issue 8's explain semantics) -------------------------------------------------
+def test_max_model_len_alone_infers_max_tokens_from_the_misleading_message():
+    e = explain(RENDERER, max_model_len=31096)
+    assert e.numbers["max_tokens_that_fits"] == 26596 and e.numbers["min_max_model_len"] == 31500
+    assert any("inferred max_tokens = max_model_len - 4096 = 27000" in n for n in e.notes)
+
+
+def test_max_tokens_alone_infers_max_model_len():
+    e = explain(RENDERER, max_tokens=27000)
+    assert e.numbers["max_model_len"] == 31096 and e.numbers["prompt_tokens_cut_to"] == 4096
+    assert any("31096" in n and "chat" in n for n in e.notes)  # says the other reading too
+
+
+def test_numbers_that_contradict_the_text_are_flagged():
+    e = explain(RENDERER, max_tokens=27000, max_model_len=40000)
+    assert any("contradict" in n for n in e.notes)
+    old = explain(OLD_REQUESTED, max_model_len=8192)
+    assert any("you gave --max-model-len 8192, but the message shows 4096" in n for n in old.notes)
+    assert old.numbers["max_model_len"] == 4096  # the server's limit is what the message says
+
+
+def test_prompt_alone_over_the_limit_gives_the_cut_and_the_length_to_serve():
+    e = explain(PROMPT_OVER, max_tokens=100)
+    assert e.numbers["prompt_tokens_cut_to"] == 412 and e.numbers["min_max_model_len"] == 700
+    assert any("--max-model-len 700 at least; 1700" in f for f in e.fixes)
+    bare = explain(PROMPT_OVER)
+    assert bare.numbers["prompt_tokens_cut_to"] == 511 and bare.numbers["min_max_model_len_lower_bound"] == 601
+
+
+def test_kv_estimate_is_vllms_when_printed_else_labelled_proportional():
+    assert explain(KV_SMALL).numbers["kv_fitting_max_model_len"] == 128
+    text = (
+        "ValueError: To serve at least one request with the models's max seq len (131072), (16.0 GiB KV cache is needed, which is "
+        "larger than the available KV cache memory (10.0 GiB). Try increasing `gpu_memory_utilization`"
+    )
+    e = explain(text)
+    assert e.numbers["kv_fitting_max_model_len"] == 81920 and e.numbers["kv_fitting_max_model_len_is_estimate"]
+    assert any("proportional estimate" in n for n in e.notes) and e.flag == ("--max-model-len", "81920")
+
+
+def test_free_memory_gives_the_largest_passing_utilization_and_what_it_leaves():
+    e = explain(FREE_MEM)
+    assert e.numbers["gpu_memory_utilization_that_passes"] == 0.37 and e.numbers["freed_gib_needed"] == 42.85
+    assert any("--gpu-memory-utilization 0.37 passes this check: it leaves vLLM 29.3 GiB" in f for f in e.fixes)
+
+
+def test_when_other_processes_hold_the_gpu_no_utilization_works():
+    from launcher.hardware import GpuProcess
+
+    text = "ValueError: Free memory on device (0.49/79.32 GiB) on startup is less than desired GPU memory utilization (0.6, 47.59 GiB)."
+    e = explain(text, gpu_processes=(GpuProcess(4242, int(78.5 * 2**30), "python3"),))
+    assert e.numbers["gpu_memory_utilization_that_passes"] is None and e.flag is None
+    assert "no utilization works: 78.83 GiB held by pid 4242 (python3) 78.5 GiB" in e.what
+    assert "0.05" not in " ".join(e.fixes)  # the old answer, which could never pass
+
+
+def test_free_memory_replanned_with_the_model_says_no_utilization_works_when_the_weights_do_not_fit():
+    from launcher.commands.plan import build_plan
+    from launcher.settings import PlanSettings
+
+    def replan(max_model_len=None, gpu_memory_utilization=None, tensor_parallel_size=None):
+        return build_plan(
+            PlanSettings(
+                model="Qwen/Qwen2.5-32B-Instruct",
+                gpu="H100-80GB",
+                max_model_len=max_model_len or 32768,
+                gpu_memory_utilization=gpu_memory_utilization,
+                vllm_version="0.32.0",
+            )
+        )
+
+    text = "Free memory on device cuda:0 (20.00/79.19 GiB) on startup is less than desired GPU memory utilization (0.92, 72.85 GiB)"
+    e = explain(text, replan=replan)
+    assert e.numbers["gpu_memory_utilization_that_passes"] is None and "the model needs more than the 20.00 GiB left" in e.what
+
+
+def test_heads_not_divisible_lists_the_tensor_parallel_sizes_that_work():
+    e = explain("ValueError: Total number of attention heads (52) must be divisible by tensor parallel size (3).")
+    assert e.numbers["valid_tensor_parallel_sizes"] == [1, 2, 4, 13, 26, 52] and e.flag == ("--tensor-parallel-size", "2")
+
+
+def test_port_is_read_from_the_text_never_invented():
+    uvicorn = "ERROR:    [Errno 98] error while attempting to bind on address ('0.0.0.0', 8000): address already in use"
+    assert explain(uvicorn).numbers["port"] == 8000 and explain(uvicorn).flag == ("--port", "8001")
+    bare = explain("OSError: [Errno 98] Address already in use")
+    assert "port" not in bare.numbers and bare.flag is None and "--port 1" not in " ".join(bare.fixes)
+    internal = explain(
+        '  File "vllm/utils.py", line 572, in get_open_port\n    s.bind(("", 0))\nOSError: [Errno 98] Address already in use'
+    )
+    assert "internal port" in internal.what and "8000" not in internal.what
+
+
+def test_derived_limit_with_model_gives_the_override_remedies_from_the_sizing_engine():
+    from launcher.commands.plan import build_plan
+    from launcher.settings import PlanSettings
+
+    def replan(max_model_len=None, gpu_memory_utilization=None, tensor_parallel_size=None):
+        return build_plan(
+            PlanSettings(
+                model="Qwen/Qwen2.5-32B-Instruct",
+                gpu="H100-80GB",
+                gpus=2,
+                tensor_parallel_size=2,
+                max_model_len=max_model_len,
+                vllm_version="0.32.0",
+            )
+        )
+
+    text = (
+        "Value error, User-specified max_model_len (65536) is greater than the derived max_model_len (max_position_embeddings=32768.0 "
+        "or model_max_length=None in model's config.json). To allow overriding"
+    )
+    e = explain(text, replan=replan)
+    joined = " ".join(e.fixes)
+    assert e.numbers["max_model_len_that_starts"] == 32768 and "--max-model-len 32768" in joined
+    assert "VLLM_ALLOW_LONG_MAX_MODEL_LEN=1" in joined and '"rope_type": "yarn"' in joined
+
+
+def test_explain_model_flag_replans_memory_answers_through_the_sizing_engine():
+    kv = (
+        "ValueError: To serve at least one request with the model's max seq len (131072), (24.0 GiB KV cache is needed, which is "
+        "larger than the available KV cache memory (9.97 GiB). Try increasing `gpu_memory_utilization`"
+    )
+    result = run_cli("explain", kv, "--model", "meta-llama/Llama-3.1-8B-Instruct", "--gpu", "L4", "--json")
+    data = json.loads(result.stdout)
+    assert result.returncode == 0 and data["kind"] == "kv_cache_too_small"
+    assert data["numbers"]["planned_kv_cache_tokens"] > 0 and any("re-planned with the sizing engine" in n for n in data["notes"])
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        # vLLM before 0.5 answered errors at the top level ({"object": "error", "message": ...}); later under "error"
+        {"object": "error", "message": OLD_REQUESTED, "type": "BadRequestError", "param": None, "code": 400},
+        {"error": {"message": OLD_REQUESTED, "type": "BadRequestError", "param": None, "code": 400}},
+    ],
+)
+def test_check_probe_decodes_the_servers_error_through_the_catalog(body):
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    routes = {
+        "/v1/models": (200, {"object": "list", "data": [{"id": "m", "max_model_len": 4096}]}),
+        "/version": (200, {"version": "0.4.2"}),
+        "/tokenize": (200, {"tokens": [1, 2]}),
+        "/v1/completions": (400, body),
+    }
+
+    class Handler(BaseHTTPRequestHandler):  # a stand-in for the server's HTTP answers only
+        def _answer(self) -> None:
+            if self.command == "POST":
+                self.rfile.read(int(self.headers.get("Content-Length", 0)))
+            status, payload = routes[self.path]
+            self.send_response(status)
+            self.end_headers()
+            self.wfile.write(json.dumps(payload).encode())
+
+        do_GET = do_POST = _answer
+
+        def log_message(self, *args):
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        url = f"http://127.0.0.1:{server.server_port}"
+        result = run_cli("check", "--url", url, "--prompt-tokens", "4000", "--max-tokens", "1000", "--probe")
+    finally:
+        server.shutdown()
+    out = result.stdout
+    assert "generates up to 1,000 tokens" in out
+    assert "error: This model's maximum context length is 4096 tokens" in out  # not blank
+    assert "which means: Given max_tokens=1000 and max_model_len=4096, only 3096 tokens are left" in out
+    assert "send max_tokens=96" in out
+
+
+def test_thousands_separators_and_a_whole_log():
+    e = explain(
+        "This model's maximum context length is 32,768 tokens. However, you requested 40,000 tokens (30,000 in the messages, "
+        "10,000 in the completion). Please reduce the length of the messages or completion."
+    )
+    assert e.numbers["max_model_len"] == 32768 and e.numbers["max_tokens_that_fits"] == 2768 and e.numbers["min_max_model_len"] == 40000
+    log = "\n".join(
+        [
+            "(APIServer pid=7) INFO 05-01 10:00:00 [api_server.py:1] vLLM API server version 0.19.1",
+            "(EngineCore_DP0 pid=9) INFO 05-01 10:00:09 [gpu_model_runner.py:2007] Model loading took 14.99 GiB and 12.8 seconds",
+            "(EngineCore_DP0 pid=9) ERROR 05-01 10:00:20 [core.py:700] EngineCore failed to start.",
+            "(EngineCore_DP0 pid=9) ValueError: To serve at least one request with the models's max seq len (131072), (16.0 GiB KV",
+            "(EngineCore_DP0 pid=9) cache is needed, which is larger than the available KV cache memory (10.0 GiB). Based on the",
+            "(EngineCore_DP0 pid=9) available memory, the estimated maximum model length is 81904. Try increasing",
+            "(APIServer pid=7) RuntimeError: Engine core initialization failed. See root cause above. Failed core proc(s): {}",
+        ]
+    )
+    e = explain(log)
+    assert e.kind == "kv_cache_too_small" and e.numbers["kv_fitting_max_model_len"] == 81904 and e.flag == ("--max-model-len", "81904")
+
+
+def test_serve_diagnosis_ignores_request_errors_in_the_log():
+    from launcher.serve.diagnose import diagnose
+
+    log = PROMPT_OVER + "\nOSError: [Errno 98] error while attempting to bind on address ('0.0.0.0', 8011): address already in use"
+    d = diagnose(log, 1, port=8000, max_model_len=512, gpu_memory_utilization=0.9)
+    assert d.what == "port 8011 is already in use" and d.flag == ("--port", "8012")

@@ -99,11 +99,32 @@ class ProbeResult:
     finish_reason: str | None
     prompt_tokens: int | None
     completion_tokens: int | None
-    error: str
+    error: str  # the server's error message, as it sent it
+    error_kind: str = ""  # that message's kind in vLLM's message catalog ("" when none or unknown)
+    explanation: str = ""  # what it means, with the numbers (`vllm-launch explain` on the same text)
+
+
+def error_message(body: object, fallback: str) -> str:
+    """The message of an error body in any shape vLLM has used: {"error": {"message": ...}} (0.5+), {"message": ...}
+    with "object": "error" (older OpenAI server), {"detail": ...} (FastAPI), or a bare string."""
+    if isinstance(body, dict):
+        error = body.get("error")
+        if isinstance(error, dict) and error.get("message"):
+            return str(error["message"])
+        if isinstance(error, str) and error:
+            return error
+        for key in ("message", "detail"):
+            if body.get(key):
+                return body[key] if isinstance(body[key], str) else str(body[key])
+        return ""
+    if isinstance(body, str) and body.strip():
+        return body.strip()
+    return fallback
 
 
 def probe(facts: ServerFacts, prompt_tokens: int, max_tokens: int, api_key: str | None) -> ProbeResult:
-    """Send one real request of exactly this shape: a prompt of `prompt_tokens` token ids taken from /tokenize."""
+    """Send one real request of exactly this shape: a prompt of `prompt_tokens` token ids taken from /tokenize, asking
+    for `max_tokens` with ignore_eos, so it generates up to max_tokens tokens (it costs that much GPU time)."""
     tok = request(facts.url, "/tokenize", api_key=api_key, payload={"model": facts.model, "prompt": "hello"})
     if tok.status != 200 or not isinstance(tok.body, dict) or not tok.body.get("tokens"):
         raise UserError(
@@ -120,5 +141,14 @@ def probe(facts: ServerFacts, prompt_tokens: int, max_tokens: int, api_key: str 
     body = reply.body if isinstance(reply.body, dict) else {}
     usage = body.get("usage") or {}
     choice = (body.get("choices") or [{}])[0]
-    error = (body.get("error") or {}).get("message", "") if isinstance(body.get("error"), dict) else str(reply.error or "")
-    return ProbeResult(reply.status, choice.get("finish_reason"), usage.get("prompt_tokens"), usage.get("completion_tokens"), error)
+    error = error_message(reply.body, str(reply.error or "")) if reply.status != 200 else ""
+    kind = meaning = ""
+    if error:
+        from launcher.budget.explain import explain  # the catalog is loaded only when there is an error to decode
+
+        e = explain(error, max_tokens=max_tokens, max_model_len=facts.max_model_len, prompt_tokens=prompt_tokens)
+        if e.recognised:
+            kind, meaning = e.kind, " ".join([e.what, *(e.fixes[:1])])
+    return ProbeResult(
+        reply.status, choice.get("finish_reason"), usage.get("prompt_tokens"), usage.get("completion_tokens"), error, kind, meaning
+    )

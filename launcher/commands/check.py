@@ -16,6 +16,10 @@ def run(s: CheckSettings) -> int:
     verdict = judge(facts, s.prompt_tokens, s.max_tokens)
     result = {"server": asdict(facts), "prompt_tokens": s.prompt_tokens, "max_tokens": s.max_tokens, **asdict(verdict)}
     if s.probe:
+        if not s.json_output:
+            print(
+                f"probe: sending one request of {s.prompt_tokens:,} prompt tokens that generates up to {s.max_tokens:,} tokens (ignore_eos)"
+            )
         p = probe(facts, s.prompt_tokens, s.max_tokens, key)
         result["probe"] = asdict(p)
         result["probe_matches_prediction"] = p.status == verdict.expected_status and (
@@ -32,5 +36,7 @@ def run(s: CheckSettings) -> int:
                 f"probe: HTTP {p['status']}, finish_reason {p['finish_reason']}, prompt_tokens {p['prompt_tokens']}, "
                 f"completion_tokens {p['completion_tokens']}" + (f", error: {p['error']}" if p["error"] else "")
             )
+            if p["explanation"]:
+                print(f"  which means: {p['explanation']}")
             print("probe matches the prediction" if result["probe_matches_prediction"] else "probe DIFFERS from the prediction")
     return 0 if verdict.outcome == "fits" else 1
