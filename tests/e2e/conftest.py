@@ -80,6 +80,8 @@ class Launch:
                 children = []
             if children:
                 self._sid = os.getsid(children[0].pid)
+            elif self.proc.poll() is not None:
+                raise AssertionError(f"the launcher exited {self.proc.returncode} before starting vLLM:\n{self.output()[-3000:]}")
             else:
                 time.sleep(0.05)
         assert self._sid is not None, "vLLM was never started"

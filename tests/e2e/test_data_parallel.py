@@ -38,7 +38,7 @@ def complete(url: str) -> dict:
 
 def test_data_parallel_replicas_are_ready_and_stopped_together(vllm_venv, tiny_model, tmp_path):
     launch = start_vllm(
-        vllm_venv, tiny_model, tmp_path, *TINY, "--data-parallel-size", "2", "--served-model-name", "tiny", "--", "--enforce-eager"
+        vllm_venv, tiny_model, tmp_path, *TINY, "--data-parallel-size", "2", "--served-model-name", "tiny", "--enforce-eager"
     )
     try:
         info = launch.wait_ready(timeout=600)
