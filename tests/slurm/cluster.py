@@ -1,11 +1,11 @@
 """A real Slurm cluster on this machine, for tests: a private munged, slurmctld and slurmd (Debian's Slurm 22.05).
 
-Two shapes share this code. `host_cluster`: one node on the machine's own network, named after the machine.
-`netns_cluster`: a controller and N nodes, each host in its own network namespace (a veth pair into a bridge on a
-private subnet), UTS namespace (its own hostname) and mount namespace (its own /tmp, /dev/shm and /etc/hosts; the
-test's temporary directory is shared, like a cluster file system), with its own slurmd spool directory. Each node
-also has a `docker0` at 172.17.0.1, as GPU nodes with Docker do: an address that every node has and no other node
-reaches, listed before the real one by `hostname -I`.
+Two shapes share this code (conftest.py makes both). Hosts without a network namespace: one node on the machine's own
+network, named after the machine, controller on the same host. Hosts with one: a controller and N nodes, each in its
+own network namespace (a veth pair into a bridge on a private subnet), UTS namespace (its own hostname) and mount
+namespace (its own /tmp, /dev/shm and /etc/hosts; the test's temporary directory is shared, like a cluster file
+system), with its own slurmd spool directory. Each such node also has a `docker0` at 172.17.0.1, as GPU nodes with
+Docker do: an address that every node has and no other node reaches, listed before the real one by `hostname -I`.
 
 Fake GPUs are device-file links, as in the project's slurm-local recipe (22.05 drops File-less GPU GRES).
 `stop()` cancels the jobs, stops the daemons, and returns whatever of the cluster was still running (then kills it):
@@ -21,6 +21,7 @@ import re
 import shutil
 import signal
 import subprocess
+import sys
 import tempfile
 import time
 from collections.abc import Callable
@@ -120,20 +121,19 @@ class Munge:
         os.chmod(key, 0o400)
         os.chmod(self.dir, 0o755)  # munged wants its socket's directory searchable by all
         log = self.dir / "munged.log"
-        self.proc = subprocess.Popen(
-            ["setpriv", "--reuid=munge", "--regid=munge", "--init-groups", "munged", "--foreground", f"--socket={self.socket}"]
-            + [f"--key-file={key}", f"--log-file={log}", f"--pid-file={self.dir}/munged.pid", f"--seed-file={self.dir}/munged.seed"],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
+        with open(self.dir / "munged.stderr", "w") as stderr:
+            self.proc = subprocess.Popen(
+                ["setpriv", "--reuid=munge", "--regid=munge", "--init-groups", "munged", "--foreground", f"--socket={self.socket}"]
+                + [f"--key-file={key}", f"--log-file={log}", f"--pid-file={self.dir}/munged.pid", f"--seed-file={self.dir}/munged.seed"],
+                stdout=stderr,
+                stderr=stderr,
+            )
         check = f"munge -n -S {self.socket} | unmunge -S {self.socket}"
-        try:
+        with contextlib.suppress(AssertionError):
             wait_for(lambda: self.proc.poll() is not None or run(check).returncode == 0, 10, "munged")
-        except AssertionError:
+        if run(check).returncode != 0:
             self.proc.kill()
-        if self.proc.poll() is not None:
-            raise RuntimeError(f"munged did not start: {self.proc.stderr.read() if self.proc.stderr else ''} (log {log})")
+            raise RuntimeError(f"munged did not start: {(self.dir / 'munged.stderr').read_text()} (log {log})")
 
     def stop(self) -> None:
         if self.proc and self.proc.poll() is None:
@@ -165,23 +165,37 @@ class Network:
         used = run(["ip", "-4", "-o", "addr", "show"]).stdout + run(["ip", "-4", "route", "show"]).stdout
         if re.search(rf"\b{re.escape(self.subnet)}\.", used):
             raise RuntimeError(f"subnet {self.subnet}.0/24 is already used on this machine; the test cluster needs it")
-        ip = ["ip"]
-        run([*ip, "link", "add", self.bridge, "type", "bridge"], check=True)
-        run([*ip, "addr", "add", f"{self.subnet}.1/24", "dev", self.bridge], check=True)
-        run([*ip, "link", "set", self.bridge, "up"], check=True)
+
+        def ip(*args: str) -> None:
+            run(["ip", *args], check=True)
+
+        ip("link", "add", self.bridge, "type", "bridge")
+        ip("addr", "add", f"{self.subnet}.1/24", "dev", self.bridge)
+        ip("link", "set", self.bridge, "up")
         for host in self.hosts:
             ns = host.netns
             assert ns is not None
-            run([*ip, "netns", "add", ns], check=True)
-            run([*ip, "-n", ns, "link", "set", "lo", "up"], check=True)
+            ip("netns", "add", ns)
+            ip("-n", ns, "link", "set", "lo", "up")
             # Docker's bridge address, first in `hostname -I` (lower ifindex), reachable from no other node.
-            run([*ip, "-n", ns, "link", "add", "docker0", "type", "bridge"], check=True)
-            run([*ip, "-n", ns, "addr", "add", "172.17.0.1/16", "dev", "docker0"], check=True)
-            run([*ip, "-n", ns, "link", "set", "docker0", "up"], check=True)
-            run([*ip, "link", "add", ns, "type", "veth", "peer", "name", "eth0", "netns", ns], check=True)
-            run([*ip, "link", "set", ns, "master", self.bridge, "up"], check=True)
-            run([*ip, "-n", ns, "addr", "add", f"{host.addr}/24", "dev", "eth0"], check=True)
-            run([*ip, "-n", ns, "link", "set", "eth0", "up"], check=True)
+            ip("-n", ns, "link", "add", "docker0", "type", "bridge")
+            ip("-n", ns, "addr", "add", "172.17.0.1/16", "dev", "docker0")
+            ip("-n", ns, "link", "set", "docker0", "up")
+            ip("link", "add", ns, "type", "veth", "peer", "name", "eth0", "netns", ns)
+            ip("link", "set", ns, "master", self.bridge, "up")
+            ip("-n", ns, "addr", "add", f"{host.addr}/24", "dev", "eth0")
+            ip("-n", ns, "link", "set", "eth0", "up")
+
+    def clear_stale(self) -> list[str]:
+        """Remove what a killed session left (under the machine lock nobody else owns it): its processes first."""
+        stale = self.existing()
+        for entry in stale:
+            kind, name = entry.split(" ", 1)
+            for pid in self.pids(name) if kind == "netns" else []:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGKILL)
+        self.delete()
+        return stale
 
     def delete(self) -> None:
         for entry in self.existing():
@@ -306,7 +320,8 @@ SelectType=select/cons_tres
 SelectTypeParameters=CR_Core_Memory
 DefMemPerCPU=1024
 ReturnToService=2
-KillWait=5
+# above the tests' --grace 5, as Slurm's default 30 is above a script's: the TERM trap ends before SIGKILL
+KillWait=15
 GresTypes=gpu
 {node_lines}
 PartitionName=debug Nodes={names} Default=YES MaxTime=INFINITE State=UP
@@ -325,6 +340,8 @@ PartitionName=debug Nodes={names} Default=YES MaxTime=INFINITE State=UP
         self.write_config()
         self.munge.start()
         if self.network:
+            if stale := self.network.clear_stale():
+                print(f"removed leftovers of an earlier test session: {', '.join(stale)}", file=sys.stderr)
             self.network.create()
         self.daemons["slurmctld"] = self._start(self.controller, ["slurmctld", "-D"])
         for node in self.nodes:

@@ -8,23 +8,18 @@ of the job on every node; two jobs on the same nodes each get their own ports an
 
 from __future__ import annotations
 
-import contextlib
 import json
-import os
-import signal
-import sys
-import urllib.request
 from pathlib import Path
 
 import model_configs as mc
 import pytest
-from cluster import SlurmCluster, run, wait_for
+from cluster import SlurmCluster, run
 from helpers import run_cli, write_model_dir
+from jobs import Job, assert_nothing_left, kill_on
 
 pytestmark = pytest.mark.multinode
 STANDIN = Path(__file__).resolve().parent / "vllm_standin.py"
 READY_S = 120  # the scripts' own deadline; Ray needs ~35 s here when the machine is busy
-VENV_BIN = str(Path(sys.executable).parent)  # `ray`, and the Python that runs the stand-in (it imports ray)
 
 
 def render(directory: Path, backend: str, gpus_per_node: int) -> Path:
@@ -42,71 +37,21 @@ def render(directory: Path, backend: str, gpus_per_node: int) -> Path:
     return script
 
 
-class Job:
-    """A submitted job and the files it writes next to its script."""
-
-    def __init__(self, cluster: SlurmCluster, script: Path) -> None:
-        self.cluster, self.dir = cluster, script.parent
-        self.id = cluster.sbatch(script, env=dict(cluster.env, PATH=f"{VENV_BIN}:{os.environ['PATH']}"))
-        self.endpoint = self.dir / f"endpoint-{self.id}.json"
-
-    def output(self) -> str:
-        out = self.dir / f"llama-3-1-8b-instruct-{self.id}.out"
-        return out.read_text() if out.exists() else ""
-
-    def log(self, node: str | None = None) -> str:
-        path = self.dir / (f"vllm-{self.id}-{node}.log" if node else f"vllm-{self.id}.log")
-        return path.read_text() if path.exists() else ""
-
-    def wait_ready(self) -> dict:
-        def ready_or_ended() -> bool:
-            return self.endpoint.exists() or self.cluster.job(self.id).get("JobState") not in ("PENDING", "RUNNING")
-
-        with contextlib.suppress(AssertionError):
-            wait_for(ready_or_ended, READY_S + 30, "READY")
-        state = self.cluster.job(self.id).get("JobState")
-        assert self.endpoint.exists(), f"job {self.id} not ready ({state}):\n{self.output()}\n{self.log()}"
-        return json.loads(self.endpoint.read_text())
-
-
-def get(cluster: SlurmCluster, endpoint: dict, path: str) -> tuple[int, bytes]:
-    """GET from outside the cluster, as a client would (the endpoint's host name resolves on the cluster's network)."""
-    with urllib.request.urlopen(f"http://{cluster.node(endpoint['host']).addr}:{endpoint['port']}{path}", timeout=5) as r:
-        return r.status, r.read()
+def submit(cluster: SlurmCluster, script: Path) -> Job:
+    return Job(cluster, script, READY_S)
 
 
 def assert_ready(job: Job, endpoint: dict) -> None:
     assert endpoint["host"] == "node1" and endpoint["url"] == f"http://node1:{endpoint['port']}/v1"
     assert (endpoint["model"], endpoint["max_model_len"], endpoint["job_id"]) == ("llama-8b", 8192, job.id)
-    assert get(job.cluster, endpoint, "/health")[0] == 200
-    models = json.loads(get(job.cluster, endpoint, "/v1/models")[1])["data"][0]
+    assert job.get(endpoint, "/health")[0] == 200
+    models = json.loads(job.get(endpoint, "/v1/models")[1])["data"][0]
     assert (models["id"], models["max_model_len"]) == ("llama-8b", 8192)
     assert f"READY at http://node1:{endpoint['port']}/v1" in job.output()
 
 
-def assert_nothing_left(cluster: SlurmCluster) -> None:
-    """No process of any job on any node: each node's namespace holds only its slurmd."""
-
-    def clean() -> bool:
-        return not any(cluster.processes_on(node) for node in cluster.nodes)
-
-    try:
-        wait_for(clean, 20, "the nodes to be empty")
-    except AssertionError:
-        left = {node.name: [p.cmdline[:120] for p in cluster.processes_on(node)] for node in cluster.nodes}
-        raise AssertionError(f"processes left on the nodes: {left}") from None
-
-
-def kill_on(cluster: SlurmCluster, node: str, needle: str) -> list[int]:
-    victims = [p.pid for p in cluster.processes_on(cluster.node(node)) if needle in p.cmdline]
-    assert victims, f"no {needle!r} process on {node}"
-    for pid in victims:
-        os.kill(pid, signal.SIGKILL)
-    return victims
-
-
 def test_ray_job_is_ready_on_two_nodes_and_fails_naming_the_node_whose_ray_worker_dies(netns_slurm, tmp_path):
-    job = Job(netns_slurm, render(tmp_path / "ray", "ray", 2))
+    job = submit(netns_slurm, render(tmp_path / "ray", "ray", 2))
     endpoint = job.wait_ready()
     assert_ready(job, endpoint)
     assert "Ray cluster has 2 nodes" in job.output()
@@ -121,7 +66,7 @@ def test_ray_job_is_ready_on_two_nodes_and_fails_naming_the_node_whose_ray_worke
 
 
 def test_native_job_is_ready_on_two_nodes_and_fails_naming_the_node_whose_rank_dies(netns_slurm, tmp_path):
-    job = Job(netns_slurm, render(tmp_path / "native", "native", 2))
+    job = submit(netns_slurm, render(tmp_path / "native", "native", 2))
     endpoint = job.wait_ready()
     assert_ready(job, endpoint)
     # Each rank got its --node-rank and the head's routable address (not docker0's 172.17.0.1, first in `hostname -I`).
@@ -138,7 +83,7 @@ def test_native_job_is_ready_on_two_nodes_and_fails_naming_the_node_whose_rank_d
 @pytest.mark.parametrize("backend", ["ray", "native"])
 def test_two_jobs_share_the_nodes_then_stop_everywhere_on_the_time_limit_signal_and_scancel(netns_slurm, tmp_path, backend):
     script = render(tmp_path / backend, backend, 1)  # 1 of the 2 GPUs per node: both jobs run at once on both nodes
-    first, second = Job(netns_slurm, script), Job(netns_slurm, script)
+    first, second = submit(netns_slurm, script), submit(netns_slurm, script)
     endpoints = [first.wait_ready(), second.wait_ready()]
     for job, endpoint in zip((first, second), endpoints, strict=True):
         assert_ready(job, endpoint)
