@@ -390,6 +390,13 @@ PartitionName=debug Nodes={names} Default=YES MaxTime=INFINITE State=UP
 
         return wait_for(ended, timeout, f"job {jobid} to end")
 
+    def cancel_all(self, timeout: float = 30) -> None:
+        """Cancel every job and wait until none is left."""
+        ids = run(["squeue", "-h", "-o", "%i"], self.env).stdout.split()
+        if ids:
+            run(["scancel", "--full", *ids], self.env)
+            wait_for(lambda: not run(["squeue", "-h", "-o", "%i"], self.env).stdout.split(), timeout, "the jobs to end")
+
     def processes_on(self, host: Host) -> list[Proc]:
         """What runs on HOST besides its Slurm daemon (namespace clusters only)."""
         assert host.netns, "processes_on needs a namespace cluster"
@@ -406,11 +413,9 @@ PartitionName=debug Nodes={names} Default=YES MaxTime=INFINITE State=UP
         namespace or link that would not go away."""
         leaks: list[str] = []
         ctld = self.daemons.get("slurmctld")
-        ids = run(["squeue", "-h", "-o", "%i"], self.env).stdout.split() if ctld and ctld.poll() is None else []
-        if ids:
-            run(["scancel", "--full", *ids], self.env)
+        if ctld and ctld.poll() is None:
             with contextlib.suppress(AssertionError):
-                wait_for(lambda: not run(["squeue", "-h", "-o", "%i"], self.env).stdout.split(), 30, "the jobs to end")
+                self.cancel_all()
         for proc in [*(p for n, p in self.daemons.items() if n != "slurmctld"), self.daemons.get("slurmctld")]:
             if proc is None:
                 continue

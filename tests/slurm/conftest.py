@@ -65,3 +65,11 @@ def netns_slurm(tmp_path_factory) -> Iterator[SlurmCluster]:
         nodes = [Host(f"node{i}", f"10.213.77.{10 + i}", f"vlt-node{i}") for i in range(1, NETNS_NODES + 1)]
         # The test's whole temporary tree is the cluster's shared file system: job scripts and outputs live there.
         yield from run_cluster(SlurmCluster(base, controller, nodes, GPUS_PER_NODE, tmp_path_factory.getbasetemp(), Munge()))
+
+
+@pytest.fixture
+def two_nodes(netns_slurm: SlurmCluster) -> Iterator[SlurmCluster]:
+    """The namespace cluster for one test. Jobs it leaves queued or running are cancelled, so that a test that failed
+    half-way does not hold the nodes' GPUs while the next one waits."""
+    yield netns_slurm
+    netns_slurm.cancel_all()

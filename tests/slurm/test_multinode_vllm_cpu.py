@@ -25,7 +25,7 @@ MAKE_TINY_MODEL = Path(__file__).resolve().parent.parent / "e2e" / "make_tiny_mo
 READY_S = 420  # two vLLM CPU ranks starting at once on 2 cores: ~125 s measured with the machine under load
 
 
-def test_vllm_cpu_serves_a_completion_across_two_nodes(netns_slurm, vllm_venv, tmp_path):
+def test_vllm_cpu_serves_a_completion_across_two_nodes(two_nodes, vllm_venv, tmp_path):
     model = tmp_path / "tiny-llama"
     subprocess.run([str(vllm_venv / "bin" / "python"), str(MAKE_TINY_MODEL), str(model), "2048"], check=True, capture_output=True)
     script = tmp_path / "vllm.sbatch"
@@ -41,7 +41,7 @@ def test_vllm_cpu_serves_a_completion_across_two_nodes(netns_slurm, vllm_venv, t
     )
     assert result.returncode == 0, result.stderr
     env = {"HF_HUB_OFFLINE": "1", "VLLM_NO_USAGE_STATS": "1", "DO_NOT_TRACK": "1", "VLLM_CACHE_ROOT": str(tmp_path / "vllm-cache")}
-    job = Job(netns_slurm, script, READY_S, env)
+    job = Job(two_nodes, script, READY_S, env)
     endpoint = job.wait_ready()
     assert (endpoint["host"], endpoint["model"], endpoint["max_model_len"]) == ("node1", "tiny", 512)
     # Rank 0 leads from node1 at its routable address; rank 1 runs headless on node2 as tensor-parallel worker 1.
@@ -59,6 +59,6 @@ def test_vllm_cpu_serves_a_completion_across_two_nodes(netns_slurm, vllm_venv, t
     assert completion["system_fingerprint"].startswith("vllm-0.32.0-tp2")  # both ranks took part
 
     # The time-limit signal: the batch shell stops vLLM on both nodes within --grace, and the job completes.
-    assert run(["scancel", "--batch", "--signal=USR1", job.id], netns_slurm.env).returncode == 0
-    assert netns_slurm.wait_end(job.id, 90) == ("COMPLETED", "0:0"), job.output()
-    assert_nothing_left(netns_slurm, timeout=30)
+    assert run(["scancel", "--batch", "--signal=USR1", job.id], two_nodes.env).returncode == 0
+    assert two_nodes.wait_end(job.id, 90) == ("COMPLETED", "0:0"), job.output()
+    assert_nothing_left(two_nodes, timeout=30)
