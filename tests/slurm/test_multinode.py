@@ -9,6 +9,7 @@ of the job on every node; two jobs on the same nodes each get their own ports an
 from __future__ import annotations
 
 import json
+import subprocess
 from pathlib import Path
 
 import model_configs as mc
@@ -101,4 +102,16 @@ def test_two_jobs_share_the_nodes_then_stop_everywhere_on_the_time_limit_signal_
     assert two_nodes.wait_end(second.id) == ("CANCELLED", "143:0")  # the trap finished within KillWait
     assert "USR1 received, stopping vLLM" in first.output() and "TERM received, stopping vLLM" in second.output()
     assert not first.endpoint.exists() and not second.endpoint.exists()
+    assert_nothing_left(two_nodes)
+
+
+def test_the_per_node_check_sees_a_process_left_behind_on_a_node(two_nodes):
+    """The checks above, and the cluster's tear-down, look into each node's namespace: a stray process there is seen."""
+    stray = subprocess.Popen(["nsenter", f"--net=/run/netns/{two_nodes.node('node2').netns}", "sleep", "300"])
+    try:
+        with pytest.raises(AssertionError, match=r"'node2': \['sleep 300'\]"):
+            assert_nothing_left(two_nodes, timeout=1)
+    finally:
+        stray.kill()
+        stray.wait()
     assert_nothing_left(two_nodes)
