@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import getpass
 import os
 import re
 import shutil
@@ -390,12 +391,16 @@ PartitionName=debug Nodes={names} Default=YES MaxTime=INFINITE State=UP
 
         return wait_for(ended, timeout, f"job {jobid} to end")
 
+    def job_ids(self) -> list[str] | None:
+        """The jobs slurmctld knows (pending, running, completing); None when it does not answer."""
+        result = run(["squeue", "-h", "-o", "%i"], self.env)
+        return result.stdout.split() if result.returncode == 0 else None
+
     def cancel_all(self, timeout: float = 30) -> None:
         """Cancel every job and wait until none is left."""
-        ids = run(["squeue", "-h", "-o", "%i"], self.env).stdout.split()
-        if ids:
-            run(["scancel", "--full", *ids], self.env)
-            wait_for(lambda: not run(["squeue", "-h", "-o", "%i"], self.env).stdout.split(), timeout, "the jobs to end")
+        if self.job_ids() != []:
+            run(["scancel", f"--user={getpass.getuser()}"], self.env)  # every job on this private cluster is ours
+            wait_for(lambda: self.job_ids() == [], timeout, "the jobs to end")
 
     def processes_on(self, host: Host) -> list[Proc]:
         """What runs on HOST besides its Slurm daemon (namespace clusters only)."""

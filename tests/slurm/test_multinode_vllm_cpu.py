@@ -41,6 +41,7 @@ def test_vllm_cpu_serves_a_completion_across_two_nodes(two_nodes, vllm_venv, tmp
     )
     assert result.returncode == 0, result.stderr
     env = {"HF_HUB_OFFLINE": "1", "VLLM_NO_USAGE_STATS": "1", "DO_NOT_TRACK": "1", "VLLM_CACHE_ROOT": str(tmp_path / "vllm-cache")}
+    env["PYTHONUNBUFFERED"] = "1"  # the workers' log lines reach the node logs as they happen
     job = Job(two_nodes, script, READY_S, env)
     endpoint = job.wait_ready()
     assert (endpoint["host"], endpoint["model"], endpoint["max_model_len"]) == ("node1", "tiny", 512)
