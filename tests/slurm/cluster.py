@@ -21,6 +21,7 @@ import os
 import re
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -266,6 +267,18 @@ def _try_lock(f) -> bool:
         return False
 
 
+def free_ports(count: int) -> list[int]:
+    """Ports nothing listens on now (bound together, so they differ)."""
+    sockets = [socket.socket() for _ in range(count)]
+    try:
+        for sock in sockets:
+            sock.bind(("127.0.0.1", 0))
+        return [sock.getsockname()[1] for sock in sockets]
+    finally:
+        for sock in sockets:
+            sock.close()
+
+
 class SlurmCluster:
     def __init__(self, base: Path, controller: Host, nodes: list[Host], gpus_per_node: int, shared: Path, munge: Munge) -> None:
         assert gpus_per_node <= len(FAKE_GPU_DEVICES)
@@ -287,6 +300,8 @@ class SlurmCluster:
         topo = re.search(r"CPUs=\d+ Boards=\d+ SocketsPerBoard=\d+ CoresPerSocket=\d+ ThreadsPerCore=\d+", hw).group(0)
         mem = int(re.search(r"RealMemory=(\d+)", hw).group(1)) - 1024  # headroom: a small FreeMem change never drains a node
         names = ",".join(n.name for n in self.nodes)
+        # In its own namespaces a cluster has the ports to itself; on the host it takes free ones, beside any other Slurm.
+        ctld_port, slurmd_port = (6817, 6818) if self.network else free_ports(2)
         node_lines = "\n".join(
             f"NodeName={n.name} NodeAddr={n.addr} {topo} RealMemory={mem} Gres=gpu:{self.gpus_per_node} State=UNKNOWN" for n in self.nodes
         )
@@ -298,8 +313,8 @@ SlurmdUser=root
 AuthType=auth/munge
 CredType=cred/munge
 AuthInfo=socket={self.munge.socket}
-SlurmctldPort=6817
-SlurmdPort=6818
+SlurmctldPort={ctld_port}
+SlurmdPort={slurmd_port}
 StateSaveLocation={base}/state
 SlurmdSpoolDir={base}/spool/%n
 SlurmctldPidFile={base}/run/slurmctld.pid
