@@ -9,7 +9,9 @@ start a server (through VLLM_LAUNCH_VLLM, on a free port through VLLM_LAUNCH_POR
 server for `check --url http://127.0.0.1:8000` (the URL is pointed at it). The exit status must be the one the line's
 comment names (`# exit 1: ...`, `# exit 0 or 1: ...`), else 0; `--json` output must parse, `-o FILE` and
 `--ready-file FILE` must exist afterwards. A command that serves runs until it reports READY, then gets SIGTERM and
-must stop cleanly. ```python blocks run too, and `# -> VALUE` comments are checked.
+must stop cleanly. ```python blocks run too, and `# -> VALUE` comments are checked. A ```text block that starts with
+`$ vllm-launch ...` is a command and (an excerpt of) its output: the command runs, and the lines shown must appear,
+in that order and together, in what it prints (spacing aside), so the README's sample outputs never go stale.
 
 Set-up lines are what this suite's own run does (tests/run.sh installs the project with pip, then runs the tests),
 so `pip install .` and `bash tests/run.sh` are the only words not run here.
@@ -68,6 +70,9 @@ def readme_examples(text: str) -> list[tuple[int, str, str]]:
         i += 1
         if lang == "python":
             examples.append((start + 1, "python", "\n".join(body)))
+        elif lang == "text" and body and body[0].startswith("$ vllm-launch "):
+            # A command with the output it shows: run it and find the shown lines in its output.
+            examples.append((start + 1, "output", "\n".join(body)))
         elif lang in ("bash", "sh", "shell", "console"):
             j = 0
             while j < len(body):

@@ -4,6 +4,7 @@ Examples that talk to a live server run in tests/e2e/test_readme_live.py, agains
 from __future__ import annotations
 
 import re
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -29,6 +30,16 @@ def test_readme_python(lineno: int, code: str) -> None:
             assert repr(scope[match[1]]) == match[2].strip(), line
             checked += 1
     assert checked or "# ->" not in code
+
+
+@pytest.mark.parametrize(("lineno", "block"), [pytest.param(e[0], e[2], id=f"README.md:{e[0]}") for e in EXAMPLES if e[1] == "output"])
+def test_readme_sample_output(lineno: int, block: str, tmp_path: Path) -> None:
+    command, *shown = block.splitlines()
+    cwd = workdir(tmp_path)
+    result = subprocess.run(["bash", "-c", command[2:]], cwd=cwd, env=environment(cwd), capture_output=True, text=True, timeout=120)
+    assert "Traceback" not in result.stdout + result.stderr, result.stderr
+    printed = " ".join((result.stdout + result.stderr).split())
+    assert " ".join(" ".join(shown).split()) in printed, f"README.md:{lineno}: the output shown is not what it prints:\n{result.stdout}"
 
 
 def test_every_block_was_found() -> None:
