@@ -209,27 +209,15 @@ def plan_first_stage(row: Row, plan: Plan) -> memory.StageMemory:
     """The logged profile terms are the first printed worker's: stage 0 under PP."""
     if plan.pipeline_parallel_size == 1:
         return plan.memory
-    from launcher.sizing import kv as kvmod
     from launcher.sizing.plan import stage_budgets
 
     req = requirements(row.obs, row.facts)
     rules = versions.rules_for(req.vllm_version)
-    inv = inventory_for(row.obs)
     dtype = model_dtype(row.spec, req.dtype)
-    pages, _ = kvmod.layer_pages(
-        row.spec.layers,
-        tp=plan.tensor_parallel_size,
-        block_size=plan.block_size,
-        elem=2,
-        kv_cache_dtype="auto",
-        ssm_elem=2,
-        prefix_caching=True,
-        hybrid_allocator=True,
-    )
     stages = stage_budgets(
-        row.spec, inv, req, rules, kvmod.kv_groups(pages), plan.memory.requested, dtype, plan.max_num_batched_tokens, plan.max_num_seqs
+        row.spec, inventory_for(row.obs), req, rules, plan.memory.requested, dtype, plan.max_num_batched_tokens, plan.max_num_seqs
     )
-    return stages[0][0]
+    return stages[0]
 
 
 # --- held-out: re-fit memory.py's constants without one source -------------------------------------------------

@@ -288,20 +288,16 @@ def stage_budgets(
     inv: GpuInventory,
     req: Requirements,
     rules: VersionRules,
-    groups: list[kv.KVGroup],
     requested: int,
     dtype: str,
     tokens: int,
     seqs: int,
-) -> list[tuple[memory.StageMemory, int, int]]:
-    """Per pipeline stage: its memory budget, its bytes per block (its layers of each group), and its block count."""
+) -> list[memory.StageMemory]:
+    """Per pipeline stage: the memory budget of one of its workers (what is left for the KV cache included)."""
     tp, pp = req.tensor_parallel_size, req.pipeline_parallel_size
-    owners = [i for i, _ in kv.kv_layers(spec.layers)]  # KV layer index -> model layer (shared-KV layers have none)
     on_gpu = inv.device != "cpu"
     out = []
     for s, layer_range in enumerate(kv.split_layers(len(spec.layers), pp, rules)):
-        on_stage = {page for page, owner in enumerate(owners) if owner in layer_range}
-        bpb = kv.bytes_per_block(groups, on_stage if pp > 1 else None)
         weights = rank_weights(spec, s, pp, layer_range, req, dtype)
         if req.kv_cache_memory_bytes is not None:
             budget = memory.StageMemory(s, requested, weights, 0, 0, 0, req.kv_cache_memory_bytes, True)
@@ -330,7 +326,7 @@ def stage_budgets(
             )
             avail = requested - weights - non_torch - act - graphs
             budget = memory.StageMemory(s, requested, weights, non_torch, act, graphs, avail, False)
-        out.append((budget, bpb, budget.kv_available // bpb if bpb and budget.kv_available > 0 else 0))
+        out.append(budget)
     return out
 
 
@@ -426,17 +422,17 @@ def assess(spec: ModelSpec, inv: GpuInventory, req: Requirements) -> Plan:
     total, free = gpu.total_bytes, min(g.free_bytes for g in used)
     requested = memory.requested_bytes(total, gmu)
     try:
-        groups = kv.kv_groups(pages, rules)
+        kv.kv_groups(pages, rules)  # a layout this release cannot group: vLLM refuses to start
     except kv.UnsupportedLayout as exc:
         raise PlanError(f"{exc}: {spec.name} does not start on vLLM {rules.release}") from exc
-    stages = stage_budgets(spec, inv, req, rules, groups, requested, dtype, tokens, seqs)
+    stages = stage_budgets(spec, inv, req, rules, requested, dtype, tokens, seqs)
     stage_layers = stage_kv_layers(spec, pp, rules)
-    workers = [capacity.Worker(layers, budget.kv_available) for layers, (budget, _, _) in zip(stage_layers, stages, strict=True)]
+    workers = [capacity.Worker(layers, budget.kv_available) for layers, budget in zip(stage_layers, stages, strict=True)]
     try:
         cap = capacity.evaluate(pages, raw_pages, workers, length, inflight, rules, choice.engine)
     except kv.UnsupportedLayout as exc:
         raise PlanError(f"{exc}: {spec.name} does not start on vLLM {rules.release} with pipeline parallelism") from exc
-    budget = stages[min(range(len(stages)), key=lambda s: workers[s].available)][0]
+    budget = stages[min(range(len(stages)), key=lambda s: workers[s].available)]
     concurrency, kv_tokens, estimated = cap.max_concurrency, cap.kv_tokens, cap.estimated_max_len
     kv_fits = cap.fits and cap.starved_worker is None
     if cap.starved_worker is not None:
@@ -473,8 +469,8 @@ def assess(spec: ModelSpec, inv: GpuInventory, req: Requirements) -> Plan:
         )
     if req.kv_cache_memory_bytes is not None:
         # An explicit KV size skips the profile: nothing checks that it fits beside the weights until the allocation fails.
-        profiled = stage_budgets(spec, inv, replace(req, kv_cache_memory_bytes=None), rules, groups, requested, dtype, tokens, seqs)
-        worst = max((b for b, _, _ in profiled), key=lambda b: b.weights + b.non_torch + b.activation + b.cudagraph)
+        profiled = stage_budgets(spec, inv, replace(req, kv_cache_memory_bytes=None), rules, requested, dtype, tokens, seqs)
+        worst = max(profiled, key=lambda b: b.weights + b.non_torch + b.activation + b.cudagraph)
         overhead = worst.weights + worst.non_torch + worst.activation + worst.cudagraph
         if overhead + req.kv_cache_memory_bytes > free:
             problems.append(
