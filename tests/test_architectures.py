@@ -319,6 +319,17 @@ def test_unknown_architecture_unknown_layer_type_and_kv_scheme_are_unverified():
     assert spec.kv_cache_quantized and not spec.unverified
 
 
+def test_nemotron_h_reads_layers_block_type_when_the_pattern_is_absent():
+    """Nemotron-3-Ultra's config.json gives only `layers_block_type` (no num_hidden_layers, no hybrid_override_pattern);
+    transformers 5.19's NemotronHConfig derives the pattern vLLM reads from that list, so the layers are the pattern's."""
+    with_pattern = {**SAMPLES[arch.nemotron_h], "architectures": ["NemotronHForCausalLM"], "hybrid_override_pattern": "MEM*"}
+    listed = {k: v for k, v in with_pattern.items() if k not in ("hybrid_override_pattern", "num_hidden_layers")}
+    listed["layers_block_type"] = ["mamba", "moe", "mamba", "attention"]
+    expected = spec_from_config(with_pattern, "x", weights_bytes=1, weights_source="test").layers
+    got = spec_from_config(listed, "x", weights_bytes=1, weights_source="test")
+    assert [layer.kind for layer in got.layers] == ["mamba", "none", "mamba", "full"] and got.layers == expected and not got.unverified
+
+
 def test_every_row_cites_a_file_of_the_vllm_release():
     src = Path("/work/vllm-src/vllm-0.33.0/vllm")
     for name, row in arch.ARCHITECTURES.items():

@@ -341,7 +341,7 @@ def test_model_config_with_bad_values_says_so(tmp_path):
 
 
 def test_offline_model_not_in_the_catalog_lists_the_catalog():
-    result = run_main("plan", "--model", "Qwen/Qwen2.5-7B-Instruct", *H100, "--max-model-len", "4k")
+    result = run_main("plan", "--model", "acme/not-in-the-catalog-7B", *H100, "--max-model-len", "4k")
     assert result.rc == 2 and LLAMA in result.err and "Qwen/Qwen3-8B" in result.err
 
 

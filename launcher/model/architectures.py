@@ -460,13 +460,16 @@ def mamba2(c: Config) -> list[LayerSpec]:
 def nemotron_h(c: Config) -> list[LayerSpec]:
     """nemotron_h.py: `hybrid_override_pattern` / `layer_types`: M (Mamba2), * (attention), - and E (MLP / MoE,
     no cache); the SSM state's default dtype changed across releases (models/config.py NemotronHForCausalLMConfig,
-    versions.nemotron_h_ssm_cache_dtype) unless the config sets `mamba_ssm_cache_dtype`."""
+    versions.nemotron_h_ssm_cache_dtype) unless the config sets `mamba_ssm_cache_dtype`. Configs that give only
+    `layers_block_type` (Nemotron-3-Ultra) get their pattern from it: transformers 5.19's NemotronHConfig maps
+    layer_types to layers_block_type and derives `hybrid_override_pattern`, which vLLM reads, from that list."""
     n = n_layers(c)
     pattern = c.get("hybrid_override_pattern")
     if isinstance(pattern, str):
         kinds = [{"M": "mamba", "*": "attention"}.get(ch, "none") for ch in pattern[:n]]
     else:
-        types = hf_layer_types(c) or []
+        block_types = c.get("layers_block_type")
+        types = hf_layer_types(c) or (block_types if isinstance(block_types, list) else [])
         kinds = [
             {"mamba": "mamba", "linear_attention": "mamba", "attention": "attention", "full_attention": "attention"}.get(t, "none")
             for t in types[:n]
