@@ -151,3 +151,15 @@ def test_cli_auto_and_cap():
         "plan", "--model", "meta-llama/Llama-3.1-8B-Instruct", "--gpu", "L40S", "--max-model-len", "8192", "--max-model-len-cap", "16k"
     )
     assert bad.returncode == 2 and "--max-model-len-cap" in bad.stderr
+
+
+def test_tensor_parallel_must_suit_every_layers_kv_heads():
+    # Gemma 4's global layers have their own KV head count; vLLM splits or replicates each layer's heads over TP.
+    config = mc.catalog("google/gemma-4-31B-it")
+    text = config.get("text_config", config)
+    text["num_global_key_value_heads"] = 6  # 16 sliding KV heads split over TP 4, 6 global ones do not
+    spec = spec_from_config(config, "gemma-4-like", weights_bytes=62 * GiB, weights_source="test")
+    assert {layer.kv_heads for layer in spec.layers if layer.kind in ("full", "sliding")} == {6, 16}
+    plan = assess(spec, inventory_from_preset("H100-80GB", 4), Requirements(max_model_len=8192, tensor_parallel_size=4))
+    assert not plan.fits and any("6 KV heads cannot be split evenly over tensor parallel size 4" in p for p in plan.problems)
+    assert assess(spec, inventory_from_preset("H100-80GB", 2), Requirements(max_model_len=8192, tensor_parallel_size=2)).fits

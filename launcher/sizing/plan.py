@@ -224,16 +224,25 @@ def stage_kv_layers(spec: ModelSpec, pp: int, rules: VersionRules) -> list[froze
     ]
 
 
-def check_parallelism(spec: ModelSpec, tp: int, pp: int, inv: GpuInventory, dp: int = 1) -> list[str]:
+def kv_head_problems(spec: ModelSpec, tp: int) -> list[str]:
+    """vLLM splits KV heads evenly over TP ranks or replicates them, per attention layer (models with per-layer head
+    counts, such as Gemma 4's global layers, must satisfy it for each count); the MLA latent is never split."""
+    attention = ("full", "sliding", "chunked", "cross")
+    counts = sorted({layer.kv_heads for layer in spec.layers if layer.kind in attention and layer.kv_heads})
     problems = []
-    if spec.num_attention_heads % tp:
-        problems.append(f"Total number of attention heads ({spec.num_attention_heads}) must be divisible by tensor parallel size ({tp}).")
-    kv_heads = spec.num_kv_heads
-    if kv_heads and not any(layer.kind == "mla" for layer in spec.layers):
+    for kv_heads in counts:
         if kv_heads >= tp and kv_heads % tp:
             problems.append(f"{kv_heads} KV heads cannot be split evenly over tensor parallel size {tp}.")
         if kv_heads < tp and tp % kv_heads:
             problems.append(f"tensor parallel size {tp} is not a multiple of the {kv_heads} KV heads to replicate.")
+    return problems
+
+
+def check_parallelism(spec: ModelSpec, tp: int, pp: int, inv: GpuInventory, dp: int = 1) -> list[str]:
+    problems = []
+    if spec.num_attention_heads % tp:
+        problems.append(f"Total number of attention heads ({spec.num_attention_heads}) must be divisible by tensor parallel size ({tp}).")
+    problems += kv_head_problems(spec, tp)
     if pp > len(spec.layers):
         problems.append(f"pipeline parallel size {pp} exceeds the model's {len(spec.layers)} layers.")
     if inv.device != "cpu" and tp * pp * dp > inv.count:

@@ -10,7 +10,7 @@ from dataclasses import dataclass, replace
 
 from launcher.hardware import CUDA_CONTEXT_BYTES, GiB, GpuInventory
 from launcher.model.spec import ModelSpec, RopeEntry
-from launcher.sizing.plan import Plan, PlanError, Remedy, Requirements, assess
+from launcher.sizing.plan import Plan, PlanError, Remedy, Requirements, assess, kv_head_problems
 
 YARN_FAMILIES = ("qwen2", "qwen3", "qwen2_moe", "qwen3_moe")
 # What each change costs a user, for ranking combinations: a smaller buffer or another utilization is free; YaRN and fp8
@@ -70,8 +70,7 @@ def tensor_parallel_options(spec: ModelSpec, inv: GpuInventory, req: Requirement
     pp = req.pipeline_parallel_size
     out = []
     for tp in range(req.tensor_parallel_size + 1, inv.max_gpus // pp + 1):
-        heads, kv_heads = spec.num_attention_heads, spec.num_kv_heads
-        if heads % tp or (kv_heads >= tp and kv_heads % tp) or (kv_heads < tp and tp % kv_heads):
+        if spec.num_attention_heads % tp or kv_head_problems(spec, tp):
             continue
         out.append(tp)
     return out
