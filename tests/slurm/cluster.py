@@ -381,7 +381,10 @@ PartitionName=debug Nodes={names} Default=YES MaxTime=INFINITE State=UP
             private = self.base / "private" / host.name
             private.mkdir(parents=True, exist_ok=True)
             os.chmod(private, 0o1777)
-            node = [str(NODE_SH), host.name, str(self.shared), str(private), str(self.base / "hosts")]
+            # What every host sees at the same path: the cluster's shared directory, and this checkout and its Python
+            # (the job runs the stand-ins and Ray from them; they may live under /tmp, which each host has its own of).
+            shared = ":".join(dict.fromkeys(str(p) for p in (self.shared, HERE.parent.parent, Path(sys.prefix))))
+            node = [str(NODE_SH), host.name, shared, str(private), str(self.base / "hosts")]
             argv = ["nsenter", f"--net=/run/netns/{host.netns}", "unshare", "--uts", "--mount", *node, *argv]
         return subprocess.Popen(argv, env=self.env, stdout=log, stderr=log)  # nsenter, unshare and node.sh exec: pid = daemon
 
