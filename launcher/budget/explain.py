@@ -4,9 +4,9 @@ Pure: a text and the numbers the user knows in, an Explanation out. The only way
 command passes when the user names the model (`--model`): memory answers are then re-planned through the sizing engine
 instead of estimated from the message alone.
 
-Every kind in the message catalog (`launcher/vllm_messages.py`) has a handler (`request_answers.py`, `startup_answers.py`;
-HANDLERS below maps them). Numbers go into
-`Explanation.numbers` under stable keys (the ones the error corpus in tests/data states), and into the text.
+Every kind in the message catalog (`launcher/vllm_messages.py`) has a handler in `request_answers.py` or
+`startup_answers.py` (HANDLERS below maps them). Numbers go into `Explanation.numbers` under stable keys (the ones the
+error corpus in tests/data states), and into the text.
 """
 
 from __future__ import annotations
