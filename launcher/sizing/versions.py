@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, fields
+from functools import cache
 from typing import Any
 
 # The patch release whose code each minor release's rules were read from (PyPI `vllm`).
@@ -500,6 +501,7 @@ def _check_table() -> None:
 _check_table()
 
 
+@cache  # the table is constant and the rules frozen; a layout search asks thousands of times
 def rules_for(version: str | None) -> VersionRules:
     """The rules of this vLLM version (the newest release's when None)."""
     v = parse_version(version or DEFAULT_VERSION)
