@@ -367,7 +367,7 @@ class PlanSettings(ModelSettings):
     device: Literal["auto", "cuda", "cpu"] = "auto"
     """Backend to plan for: cuda, cpu (vLLM's CPU build, host memory), or auto (cpu when the installed vLLM is a CPU build)."""
     gpu_memory_utilization: Fraction | None = None
-    """vLLM's --gpu-memory-utilization (default: that vLLM version's default, 0.92 in 0.32)."""
+    """vLLM's --gpu-memory-utilization (default: that vLLM version's default, 0.92 since 0.20)."""
     tensor_parallel_size: Count = 1
     """vLLM's --tensor-parallel-size (-tp)."""
     pipeline_parallel_size: Count = 1
@@ -395,7 +395,7 @@ class PlanSettings(ModelSettings):
     allow_long_max_model_len: bool = False
     """Set VLLM_ALLOW_LONG_MAX_MODEL_LEN=1 for vLLM: accept a --max-model-len above the model's limit (risky)."""
     vllm_version: Text | None = None
-    """vLLM version whose rules to apply (default: the installed vllm, else 0.32.0)."""
+    """vLLM version whose rules to apply (default: the installed vllm, else the newest release these rules know, 0.33.0)."""
     vllm: Text = "vllm"
     """The vllm executable (its version and build, CUDA or CPU, select the rules; `serve` runs it)."""
     served_model_name: Text | None = None

@@ -313,24 +313,6 @@ def request_blocks(groups: list[KVGroup], max_model_len: int, inflight: int) -> 
     return sum(blocks_per_request(g, max_model_len, inflight) for g in groups)
 
 
-def estimate_max_len(groups: list[KVGroup], bpb: int, avail: int, upper: int, inflight: int) -> int:
-    """vLLM's `_estimate_max_model_len_from_groups`: largest L' <= upper with R(L')*bpb <= avail."""
-
-    def fits(length: int) -> bool:
-        return request_blocks(groups, length, inflight) * bpb <= avail
-
-    if bpb <= 0 or not fits(1):
-        return 0
-    lo, hi, best = 1, upper, 1
-    while lo <= hi:
-        mid = (lo + hi) // 2
-        if fits(mid):
-            best, lo = mid, mid + 1
-        else:
-            hi = mid - 1
-    return best
-
-
 def split_layers(n_layers: int, pp: int, rules: VersionRules | None = None) -> list[range]:
     """vLLM's PP partition (`get_pp_indices`): n // pp each, the remainder one each to the stages before the
     last (0.8+), or all to the last stage (0.6, 0.7)."""
