@@ -9,6 +9,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 
+from launcher.cli import VLLM_SHORT_FLAGS
 from launcher.errors import UserError
 from launcher.hardware import GiB, MiB
 from launcher.model.spec import ModelSpec
@@ -128,7 +129,6 @@ PLANNED_VLLM_FLAGS = {
     "port",
     "host",
 }
-VLLM_SHORT = {"-tp": "tensor-parallel-size", "-pp": "pipeline-parallel-size"}
 
 
 def _vllm_flags(args: Iterable[str]) -> dict[str, str]:
@@ -138,8 +138,8 @@ def _vllm_flags(args: Iterable[str]) -> dict[str, str]:
         match = re.match(r"^--(no-)?([A-Za-z0-9][\w-]*)", arg)
         if match:
             names[match[2].replace("_", "-")] = arg
-        elif arg.split("=")[0] in VLLM_SHORT:
-            names[VLLM_SHORT[arg.split("=")[0]]] = arg
+        elif arg.split("=")[0] in VLLM_SHORT_FLAGS:
+            names[VLLM_SHORT_FLAGS[arg.split("=")[0]].removeprefix("--")] = arg
     return names
 
 

@@ -106,9 +106,6 @@ class Match:
             return None
         return value if value == value and abs(value) != float("inf") else None
 
-    def gib(self, name: str) -> float | None:
-        return self.value(name)
-
     @property
     def phase(self) -> str:
         return self.entry.phase if self.entry else ""
@@ -248,7 +245,7 @@ _PORT_HINTS = [
     re.compile(r"(?:Starting vLLM (?:API )?server on|Uvicorn running on) https?://[^\s:/]+:(\d+)"),
 ]
 # Binds that are not the API port: an ephemeral port for the internal rendezvous, or torch.distributed's store.
-INTERNAL_PORT = re.compile(r"get_open_port|bind\(\(\"\", 0\)\)|bind\(\(\"\",\s*0\)\)|TCPStore|_create_c10d_store|MASTER_PORT|EADDRINUSE")
+INTERNAL_PORT = re.compile(r"get_open_port|bind\(\(\"\",\s*0\)\)|TCPStore|_create_c10d_store|MASTER_PORT|EADDRINUSE")
 
 
 @dataclass(frozen=True)

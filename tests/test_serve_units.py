@@ -4,6 +4,7 @@ sd_notify, and the refusals that happen before anything starts."""
 from __future__ import annotations
 
 import json
+import shlex
 import socket
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -11,9 +12,10 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import model_configs as mc
 import pytest
 from helpers import run_cli, write_model_dir
+from inprocess import run_main
 
 from launcher.serve import readiness
-from launcher.serve.diagnose import diagnose, with_flag
+from launcher.serve.diagnose import Diagnosis, diagnose, with_flag
 from launcher.serve.logwatch import LogWatch
 from launcher.serve.notify import sd_notify
 
@@ -111,6 +113,28 @@ def test_suggested_command_rewrites_the_users_flag():
     argv = ["--model", "m", "--max-model-len", "4096", "--", "--enforce-eager"]
     assert with_flag(argv, "--max-model-len", "2048") == ["--model", "m", "--max-model-len", "2048", "--", "--enforce-eager"]
     assert with_flag(["--port=1"], "--port", "2") == ["--port", "2"]
+    assert with_flag(["-tp", "4", "--model", "m"], "--tensor-parallel-size", "2") == ["--model", "m", "--tensor-parallel-size", "2"]
+    assert with_flag(["--max_model_len=9000", "--", "--seed", "1"], "--max-model-len", "8192") == ["--max-model-len", "8192", "--", "--seed", "1"]
+
+
+@pytest.mark.parametrize(
+    ("given", "flag"),
+    [
+        (["--prompt", "30000", "--completion=2000", "--buffer", "500"], ("--max-model-len", "8192")),
+        (["--prompt=1000", "--completion", "500", "--turns", "4", "--observation=300"], ("--max-model-len", "4096")),
+        (["--max_model_len", "9000", "-tp", "1"], ("--tensor-parallel-size", "1")),
+        (["--max-model-len=9000", "-tp=1"], ("--max-model-len", "8192")),
+    ],
+)
+def test_suggested_command_parses(model_dir, given, flag):
+    """The `try:` line is a command the user can paste: fed back to the CLI, it is not refused as a conflict."""
+    argv = ["serve", "--model", str(model_dir), "--gpu", "H100-80GB", *PINNED, "--dry-run", *given, "--", "--seed", "1"]
+    command = Diagnosis("w", "y", "f", flag).command(argv)
+    words = shlex.split(command)[1:]
+    assert words.count(flag[0]) == 1 and "-tp" not in words and not any(w.startswith("-tp=") for w in words), command
+    assert words[words.index(flag[0]) + 1] == flag[1] and words[-3:] == ["--", "--seed", "1"]
+    result = run_main(*words)
+    assert result.rc in (0, 1) and "both given" not in result.err, (command, result.err)
 
 
 def test_logwatch_phases_only_move_forward_and_read_capacity():

