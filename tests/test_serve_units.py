@@ -4,20 +4,30 @@ sd_notify, and the refusals that happen before anything starts."""
 from __future__ import annotations
 
 import json
+import os
 import shlex
+import signal
 import socket
+import subprocess
+import sys
 import threading
+import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 
 import model_configs as mc
 import pytest
 from helpers import run_cli, write_model_dir
 from inprocess import run_main
 
+from launcher.commands.serve import HEALTH_POLL_S, write_ready_file
+from launcher.http import request
 from launcher.serve import readiness
 from launcher.serve.diagnose import Diagnosis, diagnose, with_flag
 from launcher.serve.logwatch import LogWatch
 from launcher.serve.notify import sd_notify
+
+FAKE_VLLM = Path(__file__).parent / "fake_vllm.py"
 
 
 def scripted(routes: dict[str, tuple[int, object]]):
@@ -114,7 +124,8 @@ def test_suggested_command_rewrites_the_users_flag():
     assert with_flag(argv, "--max-model-len", "2048") == ["--model", "m", "--max-model-len", "2048", "--", "--enforce-eager"]
     assert with_flag(["--port=1"], "--port", "2") == ["--port", "2"]
     assert with_flag(["-tp", "4", "--model", "m"], "--tensor-parallel-size", "2") == ["--model", "m", "--tensor-parallel-size", "2"]
-    assert with_flag(["--max_model_len=9000", "--", "--seed", "1"], "--max-model-len", "8192") == ["--max-model-len", "8192", "--", "--seed", "1"]
+    vllm_spelling = ["--max_model_len=9000", "--", "--seed", "1"]
+    assert with_flag(vllm_spelling, "--max-model-len", "8192") == ["--max-model-len", "8192", "--", "--seed", "1"]
 
 
 @pytest.mark.parametrize(
@@ -176,12 +187,16 @@ def model_dir(tmp_path):
         (["--vllm", "/nonexistent/vllm"], "`vllm` is not installed"),
         (["--deadline", "5"], "--deadline"),
         (["--ready-file", "EXISTING"], "already exists"),
+        (["--ready-file", "MISSING/ready.json"], "does not exist"),
+        (["--ready-file", "EXISTING/ready.json"], "is not a folder"),
+        (["--ready-file", "/proc/ready.json"], "cannot write in /proc"),  # os.access says yes there, to root
     ],
 )
 def test_serve_refuses_before_starting(model_dir, tmp_path, args, needle):
+    """Each refused before vLLM starts (/bin/true stands in: a started one would exit, and serve report a failure)."""
     existing = tmp_path / "ready.json"
     existing.write_text("{}")
-    args = [str(existing) if a == "EXISTING" else a for a in args]
+    args = [a.replace("EXISTING", str(existing)).replace("MISSING", str(tmp_path / "missing")) for a in args]
     if "--vllm" not in args:
         args += ["--vllm", "/bin/true"]
     result = run_cli(
@@ -194,6 +209,64 @@ def test_serve_refuses_before_starting(model_dir, tmp_path, args, needle):
         *args,
     )
     assert result.returncode == 2 and needle in result.stderr, result.stderr
+    assert "starting:" not in result.stderr
+
+
+def test_a_failed_ready_file_write_leaves_no_temporary_file(tmp_path):
+    target = tmp_path / "ready.json"
+    (target / "in-the-way").mkdir(parents=True)  # replace() onto a non-empty folder fails after the temporary file is written
+    with pytest.raises(OSError):
+        write_ready_file(target, {"url": "http://127.0.0.1:1"})
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["ready.json"]
+
+
+def test_ready_file_that_cannot_be_written_leaves_the_server_serving(model_dir, tmp_path):
+    """Its folder goes away while the model loads: serve warns, and vLLM keeps serving until it is asked to stop."""
+    folder = tmp_path / "run"
+    folder.mkdir()
+    vllm = tmp_path / "vllm"
+    vllm.write_text(
+        f"#!{sys.executable}\nimport os, sys\n"
+        f"if sys.argv[1:2] == ['serve']:\n    os.rmdir({str(folder)!r})\n"
+        f"os.execv(sys.executable, [sys.executable, {str(FAKE_VLLM)!r}, *sys.argv[1:]])\n"
+    )
+    vllm.chmod(0o755)
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    argv = [
+        "--model",
+        str(model_dir),
+        *OFFLINE_4K,
+        *PINNED,
+        "--vllm",
+        str(vllm),
+        "--port",
+        str(port),
+        "--ready-file",
+        str(folder / "r.json"),
+    ]
+    env = {k: v for k, v in os.environ.items() if not k.startswith("VLLM_LAUNCH_")} | {"HF_HUB_OFFLINE": "1", "PYTHONUNBUFFERED": "1"}
+    err = tmp_path / "stderr.txt"
+    with err.open("w") as e:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "launcher", *argv], stderr=e, stdout=subprocess.DEVNULL, env=env, start_new_session=True
+        )
+    try:
+        deadline = time.monotonic() + 60
+        while "could not write --ready-file" not in err.read_text() and proc.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.1)
+        time.sleep(2 * HEALTH_POLL_S)  # serve watches /health on this beat: still there after it
+        assert proc.poll() is None, err.read_text()
+        assert request(f"http://127.0.0.1:{port}", "/health", timeout=5).status == 200
+        os.killpg(proc.pid, signal.SIGTERM)
+        assert proc.wait(timeout=30) == 0
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+    text = err.read_text()
+    assert "READY in" in text and f"vLLM keeps serving at http://127.0.0.1:{port}/v1" in text and "Traceback" not in text, text
 
 
 def test_dry_run_prints_the_exact_command(model_dir):

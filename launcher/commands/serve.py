@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shlex
@@ -13,7 +14,6 @@ from pathlib import Path
 from typing import TextIO
 
 from launcher.commands.plan import build_plan, formatted
-from launcher.errors import UserError
 from launcher.http import request
 from launcher.inputs import check_serve, check_vllm_extra_args
 from launcher.installed import find_vllm
@@ -218,8 +218,7 @@ class Supervisor:
             if abs(diff) > 5:
                 say("warning: vLLM's KV capacity differs from the plan by more than 5%")
         if self.s.ready_file:
-            write_ready_file(
-                self.s.ready_file,
+            self._write_ready_file(
                 {
                     "url": self.base,
                     "openai_base_url": self.base + "/v1",
@@ -231,14 +230,31 @@ class Supervisor:
                     "planned_max_concurrency": round(plan.max_concurrency, 4),
                     "pid": os.getpid(),
                     "ready_after_s": round(elapsed, 2),
-                },
+                }
+            )
+
+    def _write_ready_file(self, data: dict) -> None:
+        """Checked before the start, yet the folder can go away while the model loads: a healthy server keeps serving."""
+        path = self.s.ready_file
+        try:
+            write_ready_file(path, data)
+        except OSError as exc:
+            self.console.say(
+                f"warning: could not write --ready-file {path} ({exc.strerror or exc}); vLLM keeps serving at {self.base}/v1, "
+                "but whatever waits for that file will not see it"
             )
 
 
 def write_ready_file(path: Path, data: dict) -> None:
+    """Whole or not at all: readers never see half a file, and a failed write leaves no temporary file behind."""
     tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(data, indent=2) + "\n")
-    tmp.replace(path)
+    try:
+        tmp.write_text(json.dumps(data, indent=2) + "\n")
+        tmp.replace(path)
+    except OSError:
+        with contextlib.suppress(OSError):
+            tmp.unlink(missing_ok=True)
+        raise
 
 
 def run(s: ServeSettings) -> int:
@@ -268,6 +284,6 @@ def run(s: ServeSettings) -> int:
     preflight.check_vllm(installed)
     preflight.check_port(s.host or "0.0.0.0", s.port)
     log_path = s.log_file or Path(f"vllm-launch-{s.port}.log")
-    if s.ready_file and s.ready_file.exists():
-        raise UserError(f"--ready-file {s.ready_file} already exists", "scripts would read a stale endpoint", "remove it first")
+    if s.ready_file:
+        preflight.check_ready_file(s.ready_file)
     return Supervisor(s, plan, Console()).run(argv, launch_env(s, plan), log_path.resolve())

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import socket
+import tempfile
+from pathlib import Path
 
 from launcher.errors import UserError
 from launcher.installed import InstalledVllm
@@ -54,3 +56,26 @@ def check_port(host: str, port: int) -> None:
             "vLLM would fail after loading for ~10 s with Errno 98",
             f"stop what holds it, or pass another --port{other}",
         )
+
+
+def check_ready_file(path: Path) -> None:
+    """--ready-file is written once vLLM is ready, minutes from now: a file that could not be written is refused now.
+    The folder is tried by writing in it (os.access says yes to root even in /proc and /sys)."""
+    if path.exists() or path.is_symlink():
+        raise UserError(f"--ready-file {path} already exists", "scripts would read a stale endpoint", "remove it first")
+    folder = path.parent
+    if not folder.is_dir():
+        raise UserError(
+            f"--ready-file {path}: {folder} " + ("is not a folder" if folder.exists() else "does not exist"),
+            "the file is written when vLLM is ready, after the model has loaded",
+            f"create the folder first (mkdir -p {folder}), or name a file in an existing one",
+        )
+    try:
+        with tempfile.NamedTemporaryFile(dir=folder, prefix=f".{path.name}."):
+            pass
+    except OSError as exc:
+        raise UserError(
+            f"--ready-file {path}: cannot write in {folder} ({exc.strerror or exc})",
+            "the file is written when vLLM is ready, after the model has loaded",
+            "name a file in a folder you can write to",
+        ) from exc
