@@ -64,9 +64,11 @@ def check_ready_file(path: Path) -> None:
     if path.exists() or path.is_symlink():
         raise UserError(f"--ready-file {path} already exists", "scripts would read a stale endpoint", "remove it first")
     folder = path.parent
+    if folder.exists() and not folder.is_dir():
+        raise UserError(f"--ready-file {path}: {folder} is not a folder", "the file is written into it", "name a file in a folder")
     if not folder.is_dir():
         raise UserError(
-            f"--ready-file {path}: {folder} " + ("is not a folder" if folder.exists() else "does not exist"),
+            f"--ready-file {path}: {folder} does not exist",
             "the file is written when vLLM is ready, after the model has loaded",
             f"create the folder first (mkdir -p {folder}), or name a file in an existing one",
         )
