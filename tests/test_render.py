@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import jsonschema
@@ -243,8 +245,33 @@ def test_plan_that_does_not_fit_writes_nothing(tmp_path):
 @pytest.mark.parametrize("target", ["systemd", "command", "slurm"])
 def test_secret_on_the_command_line_is_refused(target):
     result = run_cli("render", target, *BASE, *OFFLINE_GPU, "--", "--api-key", "sk-secret-123")
-    assert result.returncode == 2 and "refusing to write --api-key" in result.stderr
+    assert result.returncode == 2 and "refusing to write --api-key into" in result.stderr
     assert "sk-secret-123" not in result.stdout + result.stderr
+
+
+@pytest.mark.parametrize(
+    ("args", "written", "secret"),
+    [
+        (["--api_key", "sk-secret-123"], "--api_key", "--api-key"),
+        (["--api_key=sk-secret-123"], "--api_key", "--api-key"),
+        (["--hf_token", "hf_secret123"], "--hf_token", "--hf-token"),
+        (["--hf_token=hf_secret123"], "--hf_token", "--hf-token"),
+        (["--api-k", "sk-secret-123"], "--api-k", "--api-key"),  # argparse's unambiguous prefix
+        (["--enforce-eager", "--hf-token=hf_secret123"], "--hf-token into", None),
+    ],
+)
+def test_secret_in_any_spelling_vllm_accepts_is_refused(args, written, secret):
+    """vLLM's parser reads `_` as `-` and takes prefixes: each of these spellings would put the secret in the file."""
+    result = run_cli("render", "command", *BASE, *OFFLINE_GPU, "--", *args)
+    assert result.returncode == 2 and f"refusing to write {written}" in result.stderr, result.stderr
+    assert secret is None or f"vLLM reads it as {secret}" in result.stderr
+    assert "secret123" not in result.stdout + result.stderr and "secret-123" not in result.stdout + result.stderr
+
+
+def test_flags_that_only_share_a_prefix_with_a_secret_pass():
+    result = run_cli("render", "command", *BASE, *OFFLINE_GPU, "--", "--api-server-count", "2", "--hf-config-path", "/cfg")
+    assert result.returncode == 0, result.stderr
+    assert "--api-server-count 2 --hf-config-path /cfg" in result.stdout
 
 
 def test_invalid_kubernetes_name():
@@ -262,3 +289,43 @@ def test_sbatch_directives(rendered):
     for needle in ("#SBATCH --gres=gpu:1", "#SBATCH --partition=gpu", "#SBATCH --signal=B:USR1@120", "source ~/vllm-venv/bin/activate"):
         assert needle in text
     assert "#SBATCH --array=0-3" in rendered["slurm-array.sbatch"]
+
+
+def test_slurm_readiness_sends_the_api_key_but_never_in_argv(tmp_path):
+    """The job's readiness requests pass the key to curl through its standard input: a curl wrapper records every
+    command line, the stand-in vLLM answers /v1 only with the right key (quotes and backslashes included)."""
+    import model_configs as mc
+    from helpers import write_model_dir
+
+    model = write_model_dir(tmp_path / "model", mc.catalog("meta-llama/Llama-3.1-8B-Instruct"), index_total=16060522496)
+    script = tmp_path / "job.sbatch"
+    args = ["--model", str(model), "--max-model-len", "8192", "--gpu", "H100-80GB", "--vllm", str(HERE / "fake_vllm.py")]
+    result = run_cli("render", "slurm", *args, "--vllm-version", "0.32.0", "--device", "cuda", "--api-key-env", "MY_KEY", "-o", str(script))
+    assert result.returncode == 0, result.stderr
+    bin_dir, argv_log = tmp_path / "bin", tmp_path / "curl-argv"
+    bin_dir.mkdir()
+    require_tool("curl")
+    real_curl = shutil.which("curl")
+    (bin_dir / "curl").write_text(f'#!/bin/bash\nprintf "%s\\n" "$*" >>{argv_log}\nexec {real_curl} "$@"\n')
+    (bin_dir / "curl").chmod(0o755)
+    key = 'sk-"quoted"\\back slash$HOME'
+    env = {**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}", "SLURM_JOB_ID": "7", "MY_KEY": key}
+    env.pop("VLLM_API_KEY", None)
+    job = subprocess.Popen(["bash", str(script)], cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    endpoint = tmp_path / "vllm-endpoint-7.json"
+    try:
+        for _ in range(300):
+            if endpoint.exists() or job.poll() is not None:
+                break
+            time.sleep(0.1)
+    finally:
+        job.terminate()
+        output = job.communicate(timeout=60)[0]
+    assert "READY at" in output, output  # READY needs /v1/models, which answers only with the key
+    calls = argv_log.read_text().splitlines()
+    assert any("/v1/models" in call for call in calls) and all("sk-" not in call for call in calls), calls
+
+    env["MY_KEY"] = "sk-two\nlines"
+    refused = subprocess.run(["bash", str(script)], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60)
+    assert refused.returncode == 1 and "$MY_KEY holds a control character" in refused.stderr
+    assert "sk-two" not in refused.stdout + refused.stderr
