@@ -15,6 +15,8 @@ import pytest
 import yaml
 from helpers import require_tool, run_cli
 
+from launcher.sizing.versions import DEFAULT_VERSION
+
 HERE = Path(__file__).resolve().parent
 GOLDEN = HERE / "golden"
 BASE = [
@@ -329,3 +331,71 @@ def test_slurm_readiness_sends_the_api_key_but_never_in_argv(tmp_path):
     refused = subprocess.run(["bash", str(script)], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60)
     assert refused.returncode == 1 and "$MY_KEY holds a control character" in refused.stderr
     assert "sk-two" not in refused.stdout + refused.stderr
+
+
+def k8s_serving(*args: str) -> tuple[str, list[str]]:
+    """The serving container's image and the init container's command of `render k8s ARGS`."""
+    pod = list(yaml.safe_load_all(render("k8s", "--model", "meta-llama/Llama-3.1-8B-Instruct", "--max-model-len", "8192", *args)))[1]
+    spec = pod["spec"]["template"]["spec"]
+    return spec["containers"][0]["image"], spec["initContainers"][0]["command"]
+
+
+def sized_with(command: list[str]) -> str:
+    return command[command.index("--vllm-version") + 1]
+
+
+@pytest.mark.parametrize(
+    ("args", "image", "release"),
+    [
+        ([], f"vllm/vllm-openai:v{DEFAULT_VERSION}", DEFAULT_VERSION),  # the init container has no vLLM: name the rules
+        (["--vllm-version", "0.30.0"], "vllm/vllm-openai:v0.30.0", "0.30.0"),
+        (["--image", "vllm/vllm-openai:v0.31.0"], "vllm/vllm-openai:v0.31.0", "0.31.0"),
+        (["--image", "registry.local:5000/vllm-openai:v0.29.0-cu128"], "registry.local:5000/vllm-openai:v0.29.0-cu128", "0.29.0"),
+        (["--image", "my/vllm:latest", "--vllm-version", "0.32.0"], "my/vllm:latest", "0.32.0"),
+    ],
+)
+def test_k8s_serves_and_sizes_with_one_release(args, image, release):
+    served, command = k8s_serving(*args)
+    assert served == image and sized_with(command) == release
+
+
+def test_k8s_image_of_another_release_than_the_rules_is_refused():
+    result = run_cli("render", "k8s", *BASE, "--image", "vllm/vllm-openai:v0.30.0")  # BASE sizes with 0.32.0
+    assert result.returncode == 2 and "serves vLLM 0.30.0" in result.stderr and "--vllm-version 0.32.0" in result.stderr
+
+
+def test_k8s_image_without_a_release_in_its_tag_says_which_rules_size_it():
+    result = run_cli("render", "k8s", "--model", "meta-llama/Llama-3.1-8B-Instruct", "--max-model-len", "8192", "--image", "my/vllm:latest")
+    assert result.returncode == 0 and f"names no vLLM release; sizing with vLLM {DEFAULT_VERSION}'s rules" in result.stderr
+
+
+@pytest.fixture
+def unverified_model(tmp_path) -> Path:
+    import model_configs as mc
+    from helpers import write_model_dir
+
+    config = {**mc.catalog("meta-llama/Llama-3.1-8B-Instruct"), "kv_frobnication_window": 4096}
+    return write_model_dir(tmp_path / "frob", config, index_total=16060522496)
+
+
+@pytest.mark.parametrize("target", ["command", "vllm-config", "systemd", "slurm", "k8s"])
+def test_render_warns_of_unverified_kv_numbers(unverified_model, target):
+    args = ["--model", str(unverified_model), "--max-model-len", "8192", "--vllm-version", "0.32.0", "--device", "cuda"]
+    args += [] if target == "k8s" else [*OFFLINE_GPU]
+    args += ["--vllm-launch", "/usr/local/bin/vllm-launch", "--serve-force"] if target == "systemd" else []
+    result = run_cli("render", target, *args)
+    assert result.returncode == 0, result.stderr
+    assert "warning: KV cache unverified for this model" in result.stderr and "kv_frobnication_window" in result.stderr
+
+
+def test_systemd_unit_for_unverified_kv_numbers_needs_serve_force(unverified_model, tmp_path):
+    args = ["--model", str(unverified_model), "--max-model-len", "8192", "--vllm-version", "0.32.0", "--device", "cuda", *OFFLINE_GPU]
+    args += ["--vllm-launch", "/usr/local/bin/vllm-launch"]
+    out = tmp_path / "vllm.service"
+    refused = run_cli("render", "systemd", *args, "-o", str(out))
+    assert refused.returncode == 1 and "pass --serve-force" in refused.stderr and not out.exists()
+    forced = run_cli("render", "systemd", *args, "--serve-force", "-o", str(out))
+    assert forced.returncode == 0, forced.stderr
+    exec_start = next(line for line in out.read_text().splitlines() if line.startswith("ExecStart="))
+    assert '"serve"' in exec_start and '"--force"' in exec_start
+    assert '"--force"' not in render("systemd", *BASE, *OFFLINE_GPU, "--vllm-launch", "/usr/local/bin/vllm-launch")
