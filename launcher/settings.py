@@ -135,9 +135,6 @@ Fraction = Annotated[float, Field(gt=0, le=1)]
 Text = Annotated[str, Field(min_length=1)]
 Url = Annotated[str, Field(pattern=r"^https?://[^\s/]+")]
 VllmArgs = Annotated[list[str], NoDecode, BeforeValidator(split_vllm_args), CliSuppress]
-# Older names, kept so that flags written against them keep working.
-PositiveInt = Tokens
-HumanInt = TokensOrZero
 
 # The config file's values for the command being run (set by the CLI per run; a context variable, so runs in one
 # process, such as the tests', never see each other's).
@@ -363,7 +360,8 @@ class PlanSettings(ModelSettings):
     gpu_memory: Size | None = None
     """Total memory per GPU as CUDA reports it, instead of --gpu (e.g. 79.19GiB for an H100 80GB)."""
     gpus: Count | None = None
-    """Number of GPUs with --gpu or --gpu-memory (default: tensor x pipeline parallel size)."""
+    """Number of GPUs with --gpu or --gpu-memory (default: tensor x pipeline x data parallel size; in capacity planning,
+    several --gpu types or a --min-concurrency target, the layout search tries up to 8, one node)."""
     device: Literal["auto", "cuda", "cpu"] = "auto"
     """Backend to plan for: cuda, cpu (vLLM's CPU build, host memory), or auto (cpu when the installed vLLM is a CPU build)."""
     gpu_memory_utilization: Fraction | None = None
@@ -377,7 +375,8 @@ class PlanSettings(ModelSettings):
     kv_cache_dtype: Literal["auto", "bfloat16", "float16", "fp8", "fp8_e4m3", "fp8_e5m2", "fp8_inc", "fp8_ds_mla"] = "auto"
     """vLLM's --kv-cache-dtype."""
     block_size: Count | None = None
-    """vLLM's --block-size (default: 16 on CUDA, 64 for MLA, 128 on CPU)."""
+    """vLLM's --block-size (default: the vLLM release's: 16 on CUDA, MLA models 32 on Blackwell since 0.18 (64 on
+    Hopper from 0.8 to 0.17, and on Blackwell 128 from 0.10, 64 from 0.16); 128 on CPU)."""
     max_num_batched_tokens: Tokens | None = None
     """vLLM's --max-num-batched-tokens (default: by GPU, as vLLM chooses)."""
     max_num_seqs: Count | None = None
@@ -559,15 +558,19 @@ class RenderSettings(PlanSettings):
     """systemd: the service's working directory."""
     environment_file: str = "/etc/vllm-launch/secrets.env"
     """systemd: file with HF_TOKEN / VLLM_API_KEY for the service (the secrets never go into the unit)."""
-    nodes: PositiveInt = 1
+    serve_force: bool = False
+    """systemd: the unit runs `vllm-launch serve --force`, which starts vLLM even when the plan's KV numbers are
+    unverified for this model (without it, no unit is written for such a model: it could never start). --force is
+    about -o."""
+    nodes: Count = 1
     """slurm/k8s: nodes; more than one gives TP = GPUs per node and PP = nodes (vLLM's advice)."""
-    gpus_per_node: PositiveInt | None = None
-    """slurm/k8s: GPUs per node (default: tensor x pipeline parallel size on one node)."""
+    gpus_per_node: Count | None = None
+    """slurm/k8s: GPUs per node (default: tensor x pipeline x data parallel size on one node)."""
     multinode_backend: Literal["ray", "native"] = "ray"
     """slurm: multi-node with a Ray cluster, or vLLM's own --nnodes/--node-rank/--headless."""
-    replicas: PositiveInt = 1
+    replicas: Count = 1
     """slurm: data-parallel replicas as a job array (one server per array task); k8s: replicas."""
-    cpus_per_task: PositiveInt = 8
+    cpus_per_task: Count = 8
     """slurm: CPUs per node; k8s: CPU request."""
     mem: str = "64G"
     """slurm: memory per node (sbatch --mem syntax); k8s: memory request (G -> Gi)."""
@@ -585,8 +588,9 @@ class RenderSettings(PlanSettings):
     """slurm: where the job writes host, port, model and max_model_len once ready."""
     namespace: str | None = None
     """k8s: namespace of the objects."""
-    image: str = "vllm/vllm-openai:v0.32.0"
-    """k8s: the stock vLLM image that serves (left untouched)."""
+    image: str | None = None
+    """k8s: the stock vLLM image that serves, left untouched (default: vllm/vllm-openai:v<--vllm-version, else the newest
+    release these rules know, 0.33.0>). The plan and the init container size with its tag's release."""
     launcher_image: str = "ghcr.io/vllm-launch/vllm-launch:0.1.0"
     """k8s: the vllm-launch image of the init container that sizes on the node."""
     hf_token_secret: str = "hf-token"

@@ -20,8 +20,6 @@ SYNTAX = {
     "Size": "SIZE",
     "Count": "N",
     "Turns": "N",
-    "PositiveInt": "N",
-    "HumanInt": "N",
     "int": "N",
     "Fraction": "FRACTION",
     "float": "NUMBER",

@@ -1,8 +1,10 @@
 #!/usr/bin/env python3
 """A stand-in `vllm` executable for tests of rendered scripts and README examples: `vllm serve MODEL [flags]` serves
 /health, /version, /v1/models (the model id and max_model_len from its flags) and a 1-token /v1/completions like vLLM
-until SIGTERM. With FAKE_VLLM_ARGV=FILE it only writes its argv to FILE as JSON and exits, so tests can check exactly
-what a script passed. It does not model vLLM's limits: tests of those run the real vLLM CPU build."""
+until SIGTERM; with VLLM_API_KEY set, /v1 answers 401 without `Authorization: Bearer KEY`, as vLLM does
+(vllm/entrypoints/serve/middleware/authenticate.py, 0.32.0). With FAKE_VLLM_ARGV=FILE it only writes its argv to FILE
+as JSON and exits, so tests can check exactly what a script passed. It does not model vLLM's limits: tests of those
+run the real vLLM CPU build."""
 
 import json
 import os
@@ -32,8 +34,19 @@ def main() -> None:
     models = {"object": "list", "data": [{"id": served, "object": "model", "root": model, "max_model_len": length}]}
     body = json.dumps(models, ensure_ascii=False, separators=(",", ":"))
 
+    key = os.environ.get("VLLM_API_KEY")
+
     class Handler(BaseHTTPRequestHandler):
+        def refused(self) -> bool:
+            scheme, _, token = (self.headers.get("Authorization") or "").partition(" ")
+            if key and self.path.startswith("/v1") and (scheme.lower() != "bearer" or token != key):
+                self._json({"error": "Unauthorized"}, 401)
+                return True
+            return False
+
         def do_GET(self) -> None:
+            if self.refused():
+                return
             if self.path == "/health":
                 self.send_response(200)
                 self.end_headers()
@@ -49,6 +62,8 @@ def main() -> None:
                 self.end_headers()
 
         def do_POST(self) -> None:
+            if self.refused():
+                return
             if self.path != "/v1/completions":
                 self.send_response(404)
                 self.end_headers()
@@ -63,9 +78,9 @@ def main() -> None:
             }
             self._json(answer)
 
-        def _json(self, data: dict) -> None:
+        def _json(self, data: dict, status: int = 200) -> None:
             raw = json.dumps(data, ensure_ascii=False, separators=(",", ":")).encode()
-            self.send_response(200)
+            self.send_response(status)
             self.send_header("Content-Type", "application/json")
             self.send_header("Content-Length", str(len(raw)))
             self.end_headers()

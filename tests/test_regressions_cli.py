@@ -417,3 +417,32 @@ def test_an_unreachable_hub_is_asked_once_and_never_for_long(monkeypatch):
     monkeypatch.setattr(socket, "create_connection", hang)
     start = time.monotonic()
     assert not reader.hub_reachable(timeout=0.2) and time.monotonic() - start < 1.5
+
+
+@pytest.mark.parametrize("flag", ["--nodes", "--gpus-per-node", "--replicas", "--cpus-per-task"])
+@pytest.mark.parametrize("value", ["1k", "1e1"])
+def test_render_counts_are_whole_numbers_not_token_counts(flag, value):
+    """`--cpus-per-task 1k` once wrote `#SBATCH --cpus-per-task=1000`: counts take no token suffixes."""
+    result = run_main("render", "slurm", "--model", LLAMA, "--max-model-len", "8192", *H100, "--vllm-version", "0.32.0", flag, value)
+    assert result.rc == 2 and f"{flag}: Input should be a valid integer" in result.err, result.err
+    assert "#SBATCH" not in result.out
+    assert f"{flag} N " in run_main("render", "--help").out
+
+
+def plan_json(*args: str) -> dict:
+    result = run_main("plan", *args, "--vllm-version", NEWEST_KNOWN, "--device", "cuda", "--json")
+    assert result.rc == 0, result.err
+    return json.loads(result.out)
+
+
+def test_help_on_defaults_says_what_the_plan_does():
+    """--block-size, --gpus and --gpus-per-node describe the defaults the code applies."""
+    help_text = " ".join(run_main("plan", "--help").out.split())
+    mla = ("--model", "deepseek-ai/DeepSeek-V3", "--max-model-len", "8192", "--gpus", "8")
+    assert plan_json(*mla, "--gpu", "H200")["block_size"] == 16 and plan_json(*mla, "--gpu", "B200")["block_size"] == 32
+    assert "16 on CUDA, MLA models 32 on Blackwell since 0.18" in help_text and "64 for MLA" not in help_text
+    layout = ("--model", LLAMA, "--max-model-len", "8192", *H100, "-tp", "2", "--data-parallel-size", "2")
+    assert plan_json(*layout)["gpu"]["count"] == 4 and "(default: tensor x pipeline x data parallel size;" in help_text
+    job = run_main("render", "slurm", *layout, "--vllm-version", NEWEST_KNOWN, "--device", "cuda")
+    assert job.rc == 0 and "#SBATCH --gres=gpu:4\n" in job.out, job.err
+    assert "(default: tensor x pipeline x data parallel size on one node)" in " ".join(run_main("render", "--help").out.split())

@@ -4,14 +4,18 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import jsonschema
 import pytest
 import yaml
 from helpers import require_tool, run_cli
+
+from launcher.sizing.versions import DEFAULT_VERSION
 
 HERE = Path(__file__).resolve().parent
 GOLDEN = HERE / "golden"
@@ -243,8 +247,33 @@ def test_plan_that_does_not_fit_writes_nothing(tmp_path):
 @pytest.mark.parametrize("target", ["systemd", "command", "slurm"])
 def test_secret_on_the_command_line_is_refused(target):
     result = run_cli("render", target, *BASE, *OFFLINE_GPU, "--", "--api-key", "sk-secret-123")
-    assert result.returncode == 2 and "refusing to write --api-key" in result.stderr
+    assert result.returncode == 2 and "refusing to write --api-key into" in result.stderr
     assert "sk-secret-123" not in result.stdout + result.stderr
+
+
+@pytest.mark.parametrize(
+    ("args", "written", "secret"),
+    [
+        (["--api_key", "sk-secret-123"], "--api_key", "--api-key"),
+        (["--api_key=sk-secret-123"], "--api_key", "--api-key"),
+        (["--hf_token", "hf_secret123"], "--hf_token", "--hf-token"),
+        (["--hf_token=hf_secret123"], "--hf_token", "--hf-token"),
+        (["--api-k", "sk-secret-123"], "--api-k", "--api-key"),  # argparse's unambiguous prefix
+        (["--enforce-eager", "--hf-token=hf_secret123"], "--hf-token into", None),
+    ],
+)
+def test_secret_in_any_spelling_vllm_accepts_is_refused(args, written, secret):
+    """vLLM's parser reads `_` as `-` and takes prefixes: each of these spellings would put the secret in the file."""
+    result = run_cli("render", "command", *BASE, *OFFLINE_GPU, "--", *args)
+    assert result.returncode == 2 and f"refusing to write {written}" in result.stderr, result.stderr
+    assert secret is None or f"vLLM reads it as {secret}" in result.stderr
+    assert "secret123" not in result.stdout + result.stderr and "secret-123" not in result.stdout + result.stderr
+
+
+def test_flags_that_only_share_a_prefix_with_a_secret_pass():
+    result = run_cli("render", "command", *BASE, *OFFLINE_GPU, "--", "--api-server-count", "2", "--hf-config-path", "/cfg")
+    assert result.returncode == 0, result.stderr
+    assert "--api-server-count 2 --hf-config-path /cfg" in result.stdout
 
 
 def test_invalid_kubernetes_name():
@@ -262,3 +291,111 @@ def test_sbatch_directives(rendered):
     for needle in ("#SBATCH --gres=gpu:1", "#SBATCH --partition=gpu", "#SBATCH --signal=B:USR1@120", "source ~/vllm-venv/bin/activate"):
         assert needle in text
     assert "#SBATCH --array=0-3" in rendered["slurm-array.sbatch"]
+
+
+def test_slurm_readiness_sends_the_api_key_but_never_in_argv(tmp_path):
+    """The job's readiness requests pass the key to curl through its standard input: a curl wrapper records every
+    command line, the stand-in vLLM answers /v1 only with the right key (quotes and backslashes included)."""
+    import model_configs as mc
+    from helpers import write_model_dir
+
+    model = write_model_dir(tmp_path / "model", mc.catalog("meta-llama/Llama-3.1-8B-Instruct"), index_total=16060522496)
+    script = tmp_path / "job.sbatch"
+    args = ["--model", str(model), "--max-model-len", "8192", "--gpu", "H100-80GB", "--vllm", str(HERE / "fake_vllm.py")]
+    result = run_cli("render", "slurm", *args, "--vllm-version", "0.32.0", "--device", "cuda", "--api-key-env", "MY_KEY", "-o", str(script))
+    assert result.returncode == 0, result.stderr
+    bin_dir, argv_log = tmp_path / "bin", tmp_path / "curl-argv"
+    bin_dir.mkdir()
+    require_tool("curl")
+    real_curl = shutil.which("curl")
+    (bin_dir / "curl").write_text(f'#!/bin/bash\nprintf "%s\\n" "$*" >>{argv_log}\nexec {real_curl} "$@"\n')
+    (bin_dir / "curl").chmod(0o755)
+    key = 'sk-"quoted"\\back slash$HOME'
+    env = {**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}", "SLURM_JOB_ID": "7", "MY_KEY": key}
+    env.pop("VLLM_API_KEY", None)
+    job = subprocess.Popen(["bash", str(script)], cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    endpoint = tmp_path / "vllm-endpoint-7.json"
+    try:
+        for _ in range(300):
+            if endpoint.exists() or job.poll() is not None:
+                break
+            time.sleep(0.1)
+    finally:
+        job.terminate()
+        output = job.communicate(timeout=60)[0]
+    assert "READY at" in output, output  # READY needs /v1/models, which answers only with the key
+    calls = argv_log.read_text().splitlines()
+    assert any("/v1/models" in call for call in calls) and all("sk-" not in call for call in calls), calls
+
+    env["MY_KEY"] = "sk-two\nlines"
+    refused = subprocess.run(["bash", str(script)], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60)
+    assert refused.returncode == 1 and "$MY_KEY holds a control character" in refused.stderr
+    assert "sk-two" not in refused.stdout + refused.stderr
+
+
+def k8s_serving(*args: str) -> tuple[str, list[str]]:
+    """The serving container's image and the init container's command of `render k8s ARGS`."""
+    pod = list(yaml.safe_load_all(render("k8s", "--model", "meta-llama/Llama-3.1-8B-Instruct", "--max-model-len", "8192", *args)))[1]
+    spec = pod["spec"]["template"]["spec"]
+    return spec["containers"][0]["image"], spec["initContainers"][0]["command"]
+
+
+def sized_with(command: list[str]) -> str:
+    return command[command.index("--vllm-version") + 1]
+
+
+@pytest.mark.parametrize(
+    ("args", "image", "release"),
+    [
+        ([], f"vllm/vllm-openai:v{DEFAULT_VERSION}", DEFAULT_VERSION),  # the init container has no vLLM: name the rules
+        (["--vllm-version", "0.30.0"], "vllm/vllm-openai:v0.30.0", "0.30.0"),
+        (["--image", "vllm/vllm-openai:v0.31.0"], "vllm/vllm-openai:v0.31.0", "0.31.0"),
+        (["--image", "registry.local:5000/vllm-openai:v0.29.0-cu128"], "registry.local:5000/vllm-openai:v0.29.0-cu128", "0.29.0"),
+        (["--image", "my/vllm:latest", "--vllm-version", "0.32.0"], "my/vllm:latest", "0.32.0"),
+    ],
+)
+def test_k8s_serves_and_sizes_with_one_release(args, image, release):
+    served, command = k8s_serving(*args)
+    assert served == image and sized_with(command) == release
+
+
+def test_k8s_image_of_another_release_than_the_rules_is_refused():
+    result = run_cli("render", "k8s", *BASE, "--image", "vllm/vllm-openai:v0.30.0")  # BASE sizes with 0.32.0
+    assert result.returncode == 2 and "serves vLLM 0.30.0" in result.stderr and "--vllm-version 0.32.0" in result.stderr
+
+
+def test_k8s_image_without_a_release_in_its_tag_says_which_rules_size_it():
+    result = run_cli("render", "k8s", "--model", "meta-llama/Llama-3.1-8B-Instruct", "--max-model-len", "8192", "--image", "my/vllm:latest")
+    assert result.returncode == 0 and f"names no vLLM release; sizing with vLLM {DEFAULT_VERSION}'s rules" in result.stderr
+
+
+@pytest.fixture
+def unverified_model(tmp_path) -> Path:
+    import model_configs as mc
+    from helpers import write_model_dir
+
+    config = {**mc.catalog("meta-llama/Llama-3.1-8B-Instruct"), "kv_frobnication_window": 4096}
+    return write_model_dir(tmp_path / "frob", config, index_total=16060522496)
+
+
+@pytest.mark.parametrize("target", ["command", "vllm-config", "systemd", "slurm", "k8s"])
+def test_render_warns_of_unverified_kv_numbers(unverified_model, target):
+    args = ["--model", str(unverified_model), "--max-model-len", "8192", "--vllm-version", "0.32.0", "--device", "cuda"]
+    args += [] if target == "k8s" else [*OFFLINE_GPU]
+    args += ["--vllm-launch", "/usr/local/bin/vllm-launch", "--serve-force"] if target == "systemd" else []
+    result = run_cli("render", target, *args)
+    assert result.returncode == 0, result.stderr
+    assert "warning: KV cache unverified for this model" in result.stderr and "kv_frobnication_window" in result.stderr
+
+
+def test_systemd_unit_for_unverified_kv_numbers_needs_serve_force(unverified_model, tmp_path):
+    args = ["--model", str(unverified_model), "--max-model-len", "8192", "--vllm-version", "0.32.0", "--device", "cuda", *OFFLINE_GPU]
+    args += ["--vllm-launch", "/usr/local/bin/vllm-launch"]
+    out = tmp_path / "vllm.service"
+    refused = run_cli("render", "systemd", *args, "-o", str(out))
+    assert refused.returncode == 1 and "pass --serve-force" in refused.stderr and not out.exists()
+    forced = run_cli("render", "systemd", *args, "--serve-force", "-o", str(out))
+    assert forced.returncode == 0, forced.stderr
+    exec_start = next(line for line in out.read_text().splitlines() if line.startswith("ExecStart="))
+    assert '"serve"' in exec_start and '"--force"' in exec_start
+    assert '"--force"' not in render("systemd", *BASE, *OFFLINE_GPU, "--vllm-launch", "/usr/local/bin/vllm-launch")

@@ -17,15 +17,16 @@ from launcher import __version__
 from launcher import gpus as gpu_adapter
 from launcher.commands.plan import build_plan, capacity_planning
 from launcher.errors import UserError
-from launcher.inputs import check_plan, check_render, check_vllm_extra_args
+from launcher.inputs import _vllm_flags, check_plan, check_render, check_vllm_extra_args
 from launcher.output import emit
 from launcher.render import args_to_options, render
 from launcher.report import plan_text
 from launcher.settings import PlanSettings, RenderSettings, ServeSettings
 from launcher.sizing.plan import Plan
+from launcher.sizing.versions import DEFAULT_VERSION, check_known, parse_version
 
 K8S_NAME = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
-SECRET_FLAGS = ("--api-key", "--hf-token")
+SECRET_FLAGS = ("api-key", "hf-token")
 # Flags of `plan` that are about output, not about the server: never forwarded.
 NOT_FORWARDED = {
     "config",
@@ -64,11 +65,21 @@ def sanitise(text: str) -> str:
     return re.sub(r"-+", "-", re.sub(r"[^a-z0-9-]", "-", text.lower())).strip("-")[:52].rstrip("-")
 
 
+def secret_flag(name: str) -> str | None:
+    """The secret flag vLLM reads `--NAME` as: argparse there takes `_` for `-` (FlexibleArgumentParser, 0.33.0
+    vllm/utils/argparse_utils.py parse_args) and any unambiguous prefix (allow_abbrev), so `--api_key` and `--api-k`
+    are --api-key."""
+    return next((flag for flag in SECRET_FLAGS if flag.startswith(name) and len(name) > flag.index("-")), None)
+
+
 def refuse_secrets(s: RenderSettings) -> None:
-    for arg in s.vllm_extra_args:
-        if arg in SECRET_FLAGS or arg.startswith(tuple(f + "=" for f in SECRET_FLAGS)):
+    for name, arg in _vllm_flags(s.vllm_extra_args).items():
+        secret = secret_flag(name)
+        if secret:
+            written = arg.split("=")[0]
+            spelling = "" if written == "--" + secret else f" (vLLM reads it as --{secret})"
             raise UserError(
-                f"refusing to write {arg.split('=')[0]} into a {s.target} file",
+                f"refusing to write {written}{spelling} into a {s.target} file",
                 "files are copied, committed and shown in `ps`; a secret in them leaks",
                 f"put the value in the {'EnvironmentFile' if s.target == 'systemd' else 'Secret / environment'} as "
                 f"{s.api_key_env} (vLLM reads VLLM_API_KEY) or HF_TOKEN",
@@ -196,6 +207,55 @@ def k8s_layout(s: RenderSettings, plan: Plan | None) -> tuple[RenderSettings, st
     )
 
 
+def image_release(image: str) -> str | None:
+    """The vLLM release an image's tag names (`vllm/vllm-openai:v0.32.0` -> 0.32.0), or None (`latest`, a digest)."""
+    name = image.split("@")[0].rsplit("/", 1)[-1]
+    match = re.match(r"^v?(\d+\.\d+(?:\.\d+)*)(?:$|[-+])", name.partition(":")[2])
+    return match[1] if match else None
+
+
+def k8s_release(s: RenderSettings) -> RenderSettings:
+    """The serving image and the sizing rules are one release: the image's tag sets the rules (here and in the init
+    container, which has no vLLM to ask), and without --image the image is that of --vllm-version or the default rules."""
+    tagged = image_release(s.image) if s.image else None
+    if tagged and s.vllm_version and parse_version(tagged)[:2] != parse_version(s.vllm_version)[:2]:
+        raise UserError(
+            f"--image {s.image} serves vLLM {tagged}, and --vllm-version {s.vllm_version} would size it by another release's rules",
+            "block sizes, memory defaults and limits differ between releases",
+            "drop --vllm-version (the image's tag sets it), or pass the image of that release",
+        )
+    if tagged:
+        try:
+            check_known(tagged)
+        except ValueError as exc:
+            raise UserError(
+                f"--image {s.image}: {exc}", "the plan must use the serving vLLM's rules", "pass an image of a known release"
+            ) from exc
+    release = (tagged or s.vllm_version or DEFAULT_VERSION).removeprefix("v").split("+")[0]
+    if s.image and not tagged:
+        print(
+            f"vllm-launch render: warning: the tag of --image {s.image} names no vLLM release; sizing with vLLM {release}'s rules "
+            "(pass --vllm-version with the image's release)",
+            file=sys.stderr,
+        )
+    image = s.image or f"vllm/vllm-openai:v{release}{'.0' if release.count('.') == 1 else ''}"
+    return s.model_copy(update={"vllm_version": release, "image": image})
+
+
+def unverified_reasons(s: RenderSettings, plan: Plan | None) -> tuple[str, ...]:
+    """Why the plan's KV numbers may be wrong for this model (the plan's, or the model reader's when nothing was planned;
+    none when the model cannot be read here: the unit or init container reads it on the node and says so there)."""
+    if plan is not None:
+        return plan.unverified
+    from launcher.model.reader import read_model
+
+    try:
+        spec = read_model(s.model, s.revision, s.hf_overrides)
+    except UserError:
+        return ()
+    return tuple(f"KV cache unverified for this model: {reason}" for reason in spec.unverified)
+
+
 def is_moe(s: RenderSettings) -> bool:
     from launcher.model.reader import read_model
 
@@ -213,13 +273,13 @@ def context(s: RenderSettings, plan: Plan | None, layout_note: str = "") -> dict
         "served": served,
         "gpus_per_node": gpus,
         "vllm_args": list(plan.vllm_args) + s.vllm_extra_args if plan else [],
-        "plan_env": list(plan.env) if plan else [],
         "env": list(plan.env) if plan else [],
         "options": args_to_options(list(plan.vllm_args) + s.vllm_extra_args) if plan else {},
         "serve_argv": [
             launcher_path(s.vllm_launch) if s.target == "systemd" else s.vllm_launch,
             "serve",
             *forwarded_flags(s, ServeSettings, ON_THE_NODE),
+            *(["--force"] if s.serve_force else []),
             "--port",
             str(s.port),
             *(["--host", s.host] if s.host else []),
@@ -236,7 +296,6 @@ def context(s: RenderSettings, plan: Plan | None, layout_note: str = "") -> dict
         "startup_failures": math.ceil(s.deadline / 10),
         "mem_k8s": re.sub(r"([KMGT])$", r"\1i", s.mem.upper()) if re.match(r"^\d+[KMGTkmgt]$", s.mem) else s.mem,
         "systemd_quote": systemd_quote,
-        "shquote": shlex.quote,
         "layout_note": layout_note,
     }
 
@@ -245,6 +304,8 @@ def run(s: RenderSettings) -> int:
     check_render(s)
     refuse_secrets(s)
     s = multinode_settings(s)
+    if s.target == "k8s":
+        s = k8s_release(s)
     plan = None
     # Kubernetes sizes on the node, in its init container (it plans here only to choose a layout for offline GPUs);
     # a systemd unit sizes on its machine when it starts.
@@ -272,6 +333,16 @@ def run(s: RenderSettings) -> int:
             s = s.model_copy(update={"max_model_len": plan.max_model_len, "max_model_len_cap": None})
         if plan.layout_reason:
             print(f"vllm-launch render: {plan.layout_reason}", file=sys.stderr)
+    reasons = unverified_reasons(s, plan)
+    for reason in reasons:
+        print(f"vllm-launch render: warning: {reason}", file=sys.stderr)
+    if reasons and s.target == "systemd" and not s.serve_force:
+        print(
+            "vllm-launch render: the unit's `vllm-launch serve` would refuse to start vLLM on unverified KV numbers, so no "
+            "systemd file was written; pass --serve-force to have it start anyway",
+            file=sys.stderr,
+        )
+        return 1
     layout_note = ""
     if s.target == "k8s":
         warn_local_model(s)
