@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import sys
 import tempfile
 import traceback
@@ -163,19 +164,27 @@ def run_case(case: dict, port: int) -> dict:
             return result
 
 
+def free_port() -> int:
+    """A port no one listens on now: a fixed range collides with another run of this script (the test suite and a
+    developer at once) and fails with EADDRINUSE."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
 def main() -> None:
     args = sys.argv[1:]
     only = set(args[args.index("--only") + 1].split(",")) if "--only" in args else None
     out = args[args.index("--out") + 1] if "--out" in args else str(GOLDEN)
     cases = [c for c in load_cases() if only is None or c["family"] in only]
     results = {}
-    for index, case in enumerate(cases):
+    for case in cases:
         read, write = os.pipe()
         pid = os.fork()
         if pid == 0:
             os.close(read)
             try:
-                payload = run_case(case, 29600 + index % 300)
+                payload = run_case(case, free_port())
             except BaseException as exc:  # the child reports any failure as data
                 payload = {"error": f"{type(exc).__name__}: {exc}"[:2000], "trace": traceback.format_exc()[-3000:]}
             with os.fdopen(write, "w") as f:
