@@ -1,6 +1,6 @@
 """KV-cache layout: per-layer page sizes, the hybrid allocator's grouping, blocks per request.
 
-Mirrors vLLM 0.32's `v1/kv_cache_interface.py` and `v1/core/kv_cache_utils.py`
+Mirrors vLLM 0.33's `v1/kv_cache_interface.py` and `v1/core/kv_cache_planning.py` (0.32's `kv_cache_utils.py`)
 (`get_kv_cache_groups`, `unify_kv_cache_spec_page_size`, `_get_kv_cache_groups_uniform_page_size`,
 `_project_kv_cache_groups_to_worker`, `_get_kv_cache_bytes_per_block`). Pure functions.
 """
