@@ -137,7 +137,6 @@ def test_page_sizes_match_vllm(family):
         kv_cache_dtype="auto",
         ssm_elem=DTYPES[dtype],
         prefix_caching=True,
-        hybrid_allocator=True,
     )
     theirs = [s["page_size_bytes"] for s in built["layers"].values()]
     assert block == built["block_size"]

@@ -149,7 +149,6 @@ def describe(config: dict, spec: ModelSpec, plan: Plan, req: Requirements, rules
         kv_cache_dtype=req.kv_cache_dtype,
         ssm_elem=kv.KV_DTYPE_BYTES[dtype],
         prefix_caching=req.enable_prefix_caching,
-        hybrid_allocator=True,
         rules=rules,
         architecture=spec.architecture,
     )
