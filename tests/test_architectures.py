@@ -137,7 +137,6 @@ def test_page_sizes_match_vllm(family):
         kv_cache_dtype="auto",
         ssm_elem=DTYPES[dtype],
         prefix_caching=True,
-        hybrid_allocator=True,
     )
     theirs = [s["page_size_bytes"] for s in built["layers"].values()]
     assert block == built["block_size"]
@@ -414,3 +413,30 @@ def test_indexer_cache_groups_with_mla_as_vllm_sizes_it(vllm_venv, length, gib):
         want["kv_cache_tokens"],
     )
     assert math.isclose(plan.max_concurrency, want["max_concurrency"], rel_tol=1e-12) and plan.num_kv_groups == len(want["groups"])
+
+
+@pytest.mark.parametrize(("max_window_layers", "sliding"), [(0, 4), (2, 2), (4, 0), (None, 0)])
+def test_qwen2_slides_from_max_window_layers_on(max_window_layers, sliding):
+    # transformers 5.19 configuration_qwen2.py: layer i slides when use_sliding_window and i >= max_window_layers, so 0
+    # makes every layer slide (vLLM 0.33 qwen2.py accepts that: one layer type); a missing or null value means 28.
+    config = {**BASE, "architectures": ["Qwen2ForCausalLM"], "model_type": "qwen2", "use_sliding_window": True, "sliding_window": 512}
+    if max_window_layers is not None:
+        config["max_window_layers"] = max_window_layers
+    layers = spec_from_config(config, "x", weights_bytes=1, weights_source="test").layers
+    assert [layer.kind for layer in layers] == ["full"] * (4 - sliding) + ["sliding"] * sliding
+
+
+def test_dbrx_heads_and_experts_are_read_from_its_own_keys():
+    # DBRX names its heads n_heads, its width d_model and nests its experts in ffn_config (vLLM 0.33 dbrx.py:
+    # total_num_heads = config.n_heads, FusedMoE(num_experts=ffn_config.moe_num_experts, top_k=ffn_config.moe_top_k)).
+    config = json.loads((ROOT / "tests/data/arch/dbrx.json").read_text())["real"]
+    spec = spec_from_config(config, "dbrx", weights_bytes=None)
+    assert (spec.num_attention_heads, spec.hidden_size) == (16, 2048)
+    assert spec.moe is not None and (spec.num_experts, spec.moe.experts_per_token, spec.moe.intermediate_size) == (4, 1, 3584)
+    inv = GpuInventory(tuple(Gpu(i, "NVIDIA H100 80GB HBM3", 80 * GiB, 79 * GiB) for i in range(8)), "nvml")
+    for tp, refused in ((2, False), (3, True), (6, True), (8, False)):
+        problems = make_plan(spec, inv, Requirements(max_model_len=2048, tensor_parallel_size=tp)).problems
+        assert any("must be divisible by tensor parallel size" in p for p in problems) == refused, (tp, problems)
+    # 24 layers of 16 query heads of 128 and 4 experts of 3 x 2048 x 3584: the estimate counts them all.
+    body = spec.weights.total_bytes - spec.weights.embedding_bytes - spec.weights.lm_head_bytes
+    assert body == 24 * 2 * (2048 * 16 * 128 * 2 + 2 * 2048 * 1 * 128 + 3 * 2048 * 4 * 3584)

@@ -67,7 +67,9 @@ def test_the_families_of_issue_13_are_covered():
         return {(layer.kv_heads, layer.head_size) for layer in spec(repo).layers if layer.kind in ("full", "sliding")}
 
     checks = {
-        "dense GQA": lambda r: kinds(r) == {"full"} and not spec(r).is_moe and 1 < spec(r).num_kv_heads < spec(r).num_attention_heads,
+        "dense GQA": lambda r: (
+            kinds(r) == {"full"} and not spec(r).is_moe and all(1 < kv < spec(r).num_attention_heads for kv, _ in attention_shapes(r))
+        ),
         "sliding-window hybrid": lambda r: {"full", "sliding"} <= kinds(r),
         "per-layer KV heads and head sizes": lambda r: len(attention_shapes(r)) > 1,
         "MLA": lambda r: kinds(r) == {"mla"},

@@ -3,7 +3,8 @@
 import model_configs as mc
 import pytest
 
-from launcher.model.config import context_facts, spec_from_config, text_config
+from launcher.model.architectures import text_of
+from launcher.model.config import context_facts, spec_from_config
 from launcher.sizing.context import derive_context_limit
 from launcher.sizing.versions import rules_for
 
@@ -11,7 +12,7 @@ V032 = rules_for("0.32.0")
 
 
 def limit(config: dict, version: str = "0.32.0"):
-    cfg = text_config(config)
+    cfg = text_of(config)
     return derive_context_limit(context_facts(cfg), str(cfg.get("model_type", "")), rules_for(version))
 
 

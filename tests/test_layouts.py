@@ -130,10 +130,10 @@ def valid_shapes(spec, n: int) -> set[tuple[int, int, int]]:
     """vLLM's rules, stated directly: heads split evenly over TP (KV heads too, or TP a multiple of them), no more
     pipeline stages than layers, one GPU per rank."""
     out = set()
+    kv_heads = {layer.kv_heads for layer in spec.layers if layer.kind in ("full", "sliding")}
     for tp in range(1, n + 1):
         heads_ok = spec.num_attention_heads % tp == 0
-        kv = spec.num_kv_heads
-        kv_ok = (kv % tp == 0) if kv >= tp else (tp % kv == 0)
+        kv_ok = all((kv % tp == 0) if kv >= tp else (tp % kv == 0) for kv in kv_heads)
         for pp in range(1, min(len(spec.layers), n // tp) + 1):
             for dp in range(1, n // (tp * pp) + 1):
                 if heads_ok and kv_ok:

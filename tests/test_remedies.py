@@ -1,6 +1,7 @@
 """Remedies, the closest working command, busy GPUs and --max-model-len auto: every answer re-planned and checked."""
 
 import json
+from dataclasses import replace
 
 import model_configs as mc
 from helpers import run_cli
@@ -10,6 +11,7 @@ from hypothesis import strategies as st
 from launcher.hardware import CUDA_CONTEXT_BYTES, GiB, Gpu, GpuInventory, GpuProcess, inventory_from_preset
 from launcher.model.config import spec_from_config
 from launcher.sizing.plan import AUTO, Requirements, assess, make_plan
+from launcher.sizing.remedies import tensor_parallel_options
 
 LLAMA8 = spec_from_config(mc.catalog("meta-llama/Llama-3.1-8B-Instruct"), "llama", weights_bytes=16060522496, weights_source="index")
 QWEN32 = spec_from_config(
@@ -163,3 +165,41 @@ def test_tensor_parallel_must_suit_every_layers_kv_heads():
     plan = assess(spec, inventory_from_preset("H100-80GB", 4), Requirements(max_model_len=8192, tensor_parallel_size=4))
     assert not plan.fits and any("6 KV heads cannot be split evenly over tensor parallel size 4" in p for p in plan.problems)
     assert assess(spec, inventory_from_preset("H100-80GB", 2), Requirements(max_model_len=8192, tensor_parallel_size=2)).fits
+
+
+def h100(index: int, free_gib: float) -> Gpu:
+    total = 80 * GiB
+    held = (GpuProcess(100 + index, total - int(free_gib * GiB), "python"),) if free_gib < 79 else ()
+    return Gpu(index, "NVIDIA H100 80GB HBM3", total, int(free_gib * GiB) - CUDA_CONTEXT_BYTES, processes=held)
+
+
+def test_busy_gpus_remedy_counts_every_data_parallel_replica():
+    # GPUs 0 and 1 are busy: with two replicas vLLM needs two idle GPUs, and 2,3 are there.
+    node = GpuInventory((h100(0, 5), h100(1, 5), h100(2, 79.5), h100(3, 79.5)), "nvml")
+    one = make_plan(LLAMA8, node, Requirements(max_model_len=32768))
+    assert remedy(one, "CUDA_VISIBLE_DEVICES=").env == (("CUDA_VISIBLE_DEVICES", "2"),)
+    two = make_plan(LLAMA8, node, Requirements(max_model_len=32768, data_parallel_size=2))
+    visible = remedy(two, "CUDA_VISIBLE_DEVICES=")
+    assert visible.env == (("CUDA_VISIBLE_DEVICES", "2,3"),)
+    assert assess(LLAMA8, GpuInventory(node.gpus[2:], "nvml"), Requirements(max_model_len=32768, data_parallel_size=2)).fits
+
+
+def test_tensor_parallel_remedy_and_working_command_count_every_data_parallel_replica():
+    req = Requirements(max_model_len=131072, allow_long_max_model_len=True, data_parallel_size=2)
+    plan = make_plan(QWEN32, inventory_from_preset("H100-80GB", 2, max_gpus=8), req)
+    assert not plan.fits
+    wider = remedy(plan, "--tensor-parallel-size 2")
+    assert wider.detail.startswith("4 GPUs:")
+    assert plan.working_changes == ("--tensor-parallel-size 2 (4 GPUs)",)
+    assert assess(QWEN32, inventory_from_preset("H100-80GB", 4), replace(req, tensor_parallel_size=2)).fits
+    # A preset node of 8 GPUs holds TP 4 x DP 2 at most.
+    assert max(tensor_parallel_options(QWEN32, inventory_from_preset("H100-80GB", 2, max_gpus=8), req)) == 4
+
+
+def test_yarn_remedy_explains_the_override_for_the_planned_release():
+    inv = inventory_from_preset("H100-80GB", 1, max_gpus=8)
+    for version, says in (("0.33.0", "vLLM 0.33.0 needs both"), ("0.29.0", "vLLM 0.29.0 derives it from the rope parameters")):
+        plan = make_plan(QWEN32, inv, Requirements(prompt=30000, completion=27000, vllm_version=version))
+        yarn = remedy(plan, "YaRN rope scaling")
+        assert says in yarn.detail, yarn.detail
+        assert "max_position_embeddings" in json.loads(yarn.vllm_args[1])

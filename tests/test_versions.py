@@ -8,7 +8,8 @@ import model_configs as mc
 import pytest
 
 from launcher.hardware import GiB, Gpu, GpuInventory, inventory_from_preset
-from launcher.model.config import context_facts, spec_from_config, text_config
+from launcher.model.architectures import text_of
+from launcher.model.config import context_facts, spec_from_config
 from launcher.sizing.context import derive_context_limit
 from launcher.sizing.plan import PlanError, Requirements, batch_defaults, default_block_size, make_plan
 from launcher.sizing.versions import (
@@ -181,7 +182,7 @@ def test_v2_model_runner_by_release():
 
 
 def _limit(config: dict, version: str):
-    cfg = text_config(config)
+    cfg = text_of(config)
     return derive_context_limit(context_facts(cfg), str(cfg.get("model_type", "")), rules_for(version))
 
 

@@ -45,7 +45,8 @@ class UnreadableConfig(ValueError):
 # --- plain accessors ---------------------------------------------------------------------------------------------
 
 
-def _int(c: Config, *keys: str, default: int | None = None) -> int | None:
+def int_of(c: Config, *keys: str, default: int | None = None) -> int | None:
+    """The first of `keys` holding a positive number (booleans are not numbers here), else `default`."""
     for key in keys:
         value = c.get(key)
         if isinstance(value, bool):
@@ -55,8 +56,16 @@ def _int(c: Config, *keys: str, default: int | None = None) -> int | None:
     return default
 
 
+def or_zero(read: Callable[[Config], int], c: Config) -> int:
+    """`read(c)`, or 0 where the config lacks what it needs (for estimates and messages that do without)."""
+    try:
+        return read(c)
+    except UnreadableConfig:
+        return 0
+
+
 def need(c: Config, *keys: str) -> int:
-    value = _int(c, *keys)
+    value = int_of(c, *keys)
     if value is None:
         raise UnreadableConfig(keys[0])
     return value
@@ -84,12 +93,12 @@ def convertor_kv_heads(c: Config) -> int:
     attn = c.get("attn_config")
     if isinstance(attn, dict) and attn.get("kv_n_heads"):
         return int(attn["kv_n_heads"])  # DBRX
-    return _int(c, *KV_HEAD_KEYS) or n_heads(c)
+    return int_of(c, *KV_HEAD_KEYS) or n_heads(c)
 
 
 def explicit_head_dim(c: Config) -> int:
     """`head_dim` when the config sets it (and it is not null or 0), else hidden_size / heads."""
-    return _int(c, "head_dim") or hidden(c) // n_heads(c)
+    return int_of(c, "head_dim") or hidden(c) // n_heads(c)
 
 
 def derived_head_dim(c: Config) -> int:
@@ -119,10 +128,11 @@ def hf_layer_types(c: Config) -> list[str] | None:
     mt = str(c.get("model_type", ""))
     sw = sliding_window(c)
     if mt in ("qwen2", "qwen3", "qwen3_moe", "dots1") or mt.startswith(("qwen2_5_vl", "qwen2_vl", "qwen3_vl")):
-        # configuration_qwen2.py: sliding only with use_sliding_window, from max_window_layers on
+        # configuration_qwen2.py: sliding only with use_sliding_window, from max_window_layers on (0: every layer)
         on = bool(c.get("use_sliding_window")) and sw is not None
-        start = _int(c, "max_window_layers", default=28) if "max_window_layers" in c else 28
-        return ["sliding_attention" if on and i >= int(start or 0) else "full_attention" for i in range(n)]
+        start = c.get("max_window_layers", 28)
+        start = start if isinstance(start, int) and not isinstance(start, bool) else 28
+        return ["sliding_attention" if on and i >= start else "full_attention" for i in range(n)]
     if mt == "qwen2_moe":  # configuration_qwen2_moe.py: every other layer below max_window_layers
         on = bool(c.get("use_sliding_window"))
         limit = int(c.get("max_window_layers", 28))
@@ -154,7 +164,7 @@ ATTENTION_TYPES = {"full_attention": "full", "attention": "full", "global_attent
 
 def key_value_heads(c: Config) -> int:
     """`num_key_value_heads`, else every head: what vLLM's Llama-derived model files read."""
-    return _int(c, "num_key_value_heads") or n_heads(c)
+    return int_of(c, "num_key_value_heads") or n_heads(c)
 
 
 def attention(
@@ -197,7 +207,7 @@ def convertor(c: Config) -> list[LayerSpec]:
 
 def step1(c: Config) -> list[LayerSpec]:
     # step1.py: num_attention_groups (else num_key_value_heads, else 1) KV heads of hidden_size / heads
-    return attention(c, kv=lambda c: _int(c, "num_attention_groups", "num_key_value_heads") or 1, head=derived_head_dim)
+    return attention(c, kv=lambda c: int_of(c, "num_attention_groups", "num_key_value_heads") or 1, head=derived_head_dim)
 
 
 def step3_text(c: Config) -> list[LayerSpec]:
@@ -252,7 +262,7 @@ def mimo_v2(c: Config) -> list[LayerSpec]:
         if i < len(pattern) and pattern[i] == 1:
             hd = need(c, "swa_head_dim")
             window = c.get("sliding_window_size", -1)
-            kvh, hv = need(c, "swa_num_key_value_heads"), _int(c, "swa_v_head_dim") or hd
+            kvh, hv = need(c, "swa_num_key_value_heads"), int_of(c, "swa_v_head_dim") or hd
             out.append(
                 LayerSpec("sliding", kvh, hd, window=int(window), head_size_v=hv)
                 if window and window > 0
@@ -260,7 +270,7 @@ def mimo_v2(c: Config) -> list[LayerSpec]:
             )
         else:
             hd = need(c, "head_dim")
-            out.append(LayerSpec("full", need(c, "num_key_value_heads"), hd, head_size_v=_int(c, "v_head_dim") or hd))
+            out.append(LayerSpec("full", need(c, "num_key_value_heads"), hd, head_size_v=int_of(c, "v_head_dim") or hd))
     return out
 
 
@@ -348,7 +358,7 @@ def mla_indexed(c: Config) -> list[LayerSpec]:
 def llama4(c: Config) -> list[LayerSpec]:
     # llama4.py: layers with RoPE use chunked local attention when attention_chunk_size is set; NoPE layers are global
     n, kvh, hd = n_layers(c), convertor_kv_heads(c), explicit_head_dim(c)
-    chunk = _int(c, "attention_chunk_size")
+    chunk = int_of(c, "attention_chunk_size")
     no_rope = c.get("no_rope_layers")
     if not isinstance(no_rope, list) or len(no_rope) < n:  # configuration_llama4.py default: every 4th layer is NoPE
         interval = int(c.get("no_rope_layer_interval", 4))
@@ -374,8 +384,8 @@ def gemma4(c: Config) -> list[LayerSpec]:
     kvh, hd, sw = need(c, "num_key_value_heads"), need(c, "head_dim"), sliding_window(c)
     if c.get("use_bidirectional_attention") == "all" and sw:
         sw = sw // 2 + 1
-    global_hd = _int(c, "global_head_dim", default=512)
-    global_kv = _int(c, "num_global_key_value_heads") if c.get("attention_k_eq_v", False) else None
+    global_hd = int_of(c, "global_head_dim", default=512)
+    global_kv = int_of(c, "num_global_key_value_heads") if c.get("attention_k_eq_v", False) else None
     given = c.get("per_layer_config")
     overrides = {int(k): v for k, v in given.items()} if isinstance(given, dict) else None  # keys are "05", "11", ...
     shared_from = n - int(c.get("num_kv_shared_layers") or 0)
@@ -516,7 +526,7 @@ def granite_hybrid(c: Config) -> list[LayerSpec]:
 def falcon_h1(c: Config) -> list[LayerSpec]:
     """falcon_h1.py: every layer runs attention and a Mamba2 mixer side by side (two caches per layer)."""
     heads, head_dim = need(c, "mamba_n_heads"), need(c, "mamba_d_head")
-    d_ssm = _int(c, "mamba_d_ssm") or int(c.get("mamba_expand", 2)) * hidden(c)
+    d_ssm = int_of(c, "mamba_d_ssm") or int(c.get("mamba_expand", 2)) * hidden(c)
     state = MambaState(
         "mamba2", need(c, "mamba_d_conv"), d_ssm, heads, head_dim, need(c, "mamba_d_state"), 3, n_groups=int(c.get("mamba_n_groups", 1))
     )
@@ -552,7 +562,7 @@ def lfm2(c: Config) -> list[LayerSpec]:
         full = set(c.get("full_attn_idxs") or [])
         types = ["full_attention" if i in full else "conv" for i in range(n)]
     kinds = ["attention" if t == "full_attention" else "mamba" for t in types[:n]]
-    state = MambaState("short_conv", need(c, "conv_L_cache"), _int(c, "conv_dim") or hidden(c), 0, 0, 0, 2)
+    state = MambaState("short_conv", need(c, "conv_L_cache"), int_of(c, "conv_dim") or hidden(c), 0, 0, 0, 2)
     return hybrid(c, kinds, state)
 
 
@@ -568,14 +578,14 @@ def zamba2(c: Config) -> list[LayerSpec]:
         need(c, "mamba_d_conv"),
         intermediate,
         heads,
-        _int(c, "mamba_headdim") or intermediate // heads,
+        int_of(c, "mamba_headdim") or intermediate // heads,
         need(c, "mamba_d_state"),
         3,
         n_groups=int(c.get("mamba_ngroups", 1)),
     )
     mixer = LayerSpec("mamba", mamba=state)
-    head = _int(c, "attention_head_dim") or 2 * hidden(c) // n_heads(c)
-    kvh = _int(c, "num_key_value_heads") or n_heads(c)
+    head = int_of(c, "attention_head_dim") or 2 * hidden(c) // n_heads(c)
+    kvh = int_of(c, "num_key_value_heads") or n_heads(c)
     return [LayerSpec("full", kvh, head, extra=(mixer,)) if t == "hybrid" else mixer for t in types[:n]]
 
 
@@ -583,7 +593,7 @@ def bailing_linear(c: Config) -> list[LayerSpec]:
     """bailing_moe_linear.py (Ling/Ring 2.5): linear-attention layers keep a (heads, head_dim, head_dim) state; every
     `layer_group_size`-th layer is MLA."""
     n, group = n_layers(c), int(c.get("layer_group_size", 0))
-    head_dim = _int(c, "head_dim") or hidden(c) // n_heads(c)
+    head_dim = int_of(c, "head_dim") or hidden(c) // n_heads(c)
     state = MambaState("linear_attention", 1, 0, n_heads(c), head_dim, 0, 2)
     kinds = ["mamba" if group > 0 and (i + 1) % group else "attention" for i in range(n)]
     return hybrid(c, kinds, state, attn=mla(c))

@@ -1,7 +1,7 @@
 """Turn a Hugging Face `config.json` (a dict) into a `ModelSpec`. Pure: no I/O.
 
 The layers come from the architecture's row in `launcher.model.architectures` (one reading per vLLM 0.33 model
-file); the context keys follow vLLM 0.32's `model_arch_config_convertor.py`, as summarised in the project's
+file); the context keys follow vLLM 0.33's `model_arch_config_convertor.py`, as summarised in the project's
 memory-model notes. What the reader cannot vouch for is listed in `ModelSpec.unverified`.
 """
 
@@ -12,6 +12,7 @@ from typing import Any
 
 from launcher.errors import UserError
 from launcher.model import architectures
+from launcher.model.architectures import int_of, or_zero
 from launcher.model.spec import (
     ContextFacts,
     LayerSpec,
@@ -33,7 +34,7 @@ CONTEXT_KEYS = (
     "max_seq_length",
     "seq_len",
 )
-KV_HEAD_KEYS = ("n_head_kv", "num_kv_heads", "num_key_value_heads", "multi_query_group_num", "num_attention_groups")
+EXPERT_KEYS = ("num_local_experts", "num_experts", "n_routed_experts")
 DTYPE_BYTES = {"float32": 4, "float": 4, "bfloat16": 2, "float16": 2, "half": 2, "fp8": 1}
 
 # Quantization methods -> bytes per quantized linear weight (scales included roughly), for estimates only.
@@ -52,40 +53,9 @@ QUANT_WEIGHT_BYTES = {
 }
 
 
-def text_config(config: dict[str, Any]) -> dict[str, Any]:
-    """vLLM sizes the language model: multimodal configs keep it under `text_config`."""
-    return architectures.text_of(config)
-
-
-def _int(cfg: dict[str, Any], *keys: str) -> int | None:
-    for key in keys:
-        value = cfg.get(key)
-        if isinstance(value, bool):
-            continue
-        if isinstance(value, (int, float)) and value > 0:
-            return int(value)
-    return None
-
-
 def _invalid(cfg: dict[str, Any], *keys: str) -> str | None:
-    """The first of `keys` present with a value _int refuses: reported as a bad value, not as a missing key."""
+    """The first of `keys` present with a value int_of refuses: reported as a bad value, not as a missing key."""
     return next((f"`{k}` is {cfg[k]!r}, not a positive whole number" for k in keys if cfg.get(k) is not None), None)
-
-
-def kv_heads_of(cfg: dict[str, Any]) -> int:
-    if cfg.get("multi_query") and not cfg.get("new_decoder_architecture"):
-        return 1  # Falcon MQA
-    attn = cfg.get("attn_config")
-    if isinstance(attn, dict) and attn.get("kv_n_heads"):
-        return int(attn["kv_n_heads"])  # DBRX
-    return _int(cfg, *KV_HEAD_KEYS) or _int(cfg, "num_attention_heads", "n_head") or 0
-
-
-def head_size_of(cfg: dict[str, Any], heads: int, hidden: int) -> int:
-    explicit = _int(cfg, "head_dim", "hidden_size_per_head")
-    if explicit:
-        return explicit
-    return hidden // heads
 
 
 def rope_entries(cfg: dict[str, Any]) -> tuple[RopeEntry, ...]:
@@ -115,12 +85,10 @@ def context_facts(cfg: dict[str, Any]) -> ContextFacts:
         if isinstance(value, (int, float)) and not isinstance(value, bool) and value > 0:
             lengths["max_position_embeddings" if key == "n_positions" else key] = float(value)
     mml = cfg.get("model_max_length")
-    sliding = cfg.get("sliding_window")
     return ContextFacts(
         lengths=lengths,
         model_max_length=float(mml) if mml else None,
         rope=rope_entries(cfg),
-        sliding_window=int(sliding) if isinstance(sliding, int) and sliding > 0 else None,
         rope_theta=_rope_theta(cfg),
     )
 
@@ -158,8 +126,8 @@ def read_layers(config: dict[str, Any], cfg: dict[str, Any], name: str) -> tuple
         basics = [
             key
             for key, value in (
-                ("num_attention_heads", _int(cfg, "num_attention_heads", "n_head")),
-                ("hidden_size", _int(cfg, "hidden_size", "n_embd", "d_model")),
+                ("num_attention_heads", or_zero(architectures.n_heads, cfg)),
+                ("hidden_size", or_zero(architectures.hidden, cfg)),
             )
             if not value
         ]
@@ -197,16 +165,16 @@ def quantization_of(cfg: dict[str, Any]) -> tuple[str | None, bool]:
 
 def estimate_parameters(cfg: dict[str, Any], layers: tuple[LayerSpec, ...]) -> tuple[int, int, int]:
     """(non-embedding params, embedding params, lm-head params): a first-order count from the config."""
-    hidden = _int(cfg, "hidden_size", "n_embd", "d_model") or 0
-    vocab = _int(cfg, "vocab_size") or 0
-    heads = _int(cfg, "num_attention_heads", "n_head") or 1
-    inter = _int(cfg, "intermediate_size", "ffn_dim", "n_inner") or 4 * hidden
-    head = head_size_of(cfg, heads, hidden)
-    kv = kv_heads_of(cfg)
+    hidden = or_zero(architectures.hidden, cfg)
+    vocab = int_of(cfg, "vocab_size") or 0
+    heads = or_zero(architectures.n_heads, cfg) or 1
+    inter = int_of(cfg, "intermediate_size", "ffn_dim", "n_inner") or 4 * hidden
+    head = or_zero(architectures.explicit_head_dim, cfg) or hidden // heads
+    kv = or_zero(architectures.convertor_kv_heads, cfg)
     attn = hidden * heads * head * 2 + 2 * hidden * kv * head
-    experts = _int(cfg, "num_local_experts", "num_experts", "n_routed_experts") or 0
-    moe_inter = _int(cfg, "moe_intermediate_size") or inter
-    shared = _int(cfg, "n_shared_experts") or 0
+    experts = int_of(cfg, *EXPERT_KEYS) or 0
+    moe_inter = int_of(cfg, "moe_intermediate_size") or inter
+    shared = int_of(cfg, "n_shared_experts") or 0
     mlp = 3 * hidden * ((experts + shared) * moe_inter if experts else inter)
     per_layer = attn + mlp
     embed = vocab * hidden
@@ -217,11 +185,11 @@ def estimate_parameters(cfg: dict[str, Any], layers: tuple[LayerSpec, ...]) -> t
 def routed_expert_parameters(cfg: dict[str, Any], layers: tuple[LayerSpec, ...]) -> int:
     """Parameters of the routed experts (gate, up and down projections), the part vLLM shards over TP x DP ranks.
     DeepSeek-style `first_k_dense_replace` layers have a dense MLP instead."""
-    experts = _int(cfg, "num_local_experts", "num_experts", "n_routed_experts") or 0
+    experts = int_of(cfg, *EXPERT_KEYS) or 0
     if not experts:
         return 0
-    hidden = _int(cfg, "hidden_size", "n_embd", "d_model") or 0
-    moe_inter = _int(cfg, "moe_intermediate_size") or _int(cfg, "intermediate_size", "ffn_dim", "n_inner") or 4 * hidden
+    hidden = or_zero(architectures.hidden, cfg)
+    moe_inter = int_of(cfg, "moe_intermediate_size") or int_of(cfg, "intermediate_size", "ffn_dim", "n_inner") or 4 * hidden
     moe_layers = max(0, len(layers) - int(cfg.get("first_k_dense_replace") or 0))
     return 3 * hidden * moe_inter * experts * moe_layers
 
@@ -244,13 +212,28 @@ def weight_facts(
 
 
 def moe_shape(cfg: dict[str, Any]) -> MoeShape | None:
-    experts = _int(cfg, "num_local_experts", "num_experts", "n_routed_experts")
+    experts = int_of(cfg, *EXPERT_KEYS)
     if not experts:
         return None
-    top_k = _int(cfg, "num_experts_per_tok", "experts_per_token", "moe_topk") or 1
-    width = _int(cfg, "moe_intermediate_size", "intermediate_size", "ffn_dim") or 0
-    shared = _int(cfg, "shared_expert_intermediate_size") or (_int(cfg, "n_shared_experts", "num_shared_experts") or 0) * width
+    top_k = int_of(cfg, "num_experts_per_tok", "experts_per_token", "moe_topk") or 1
+    width = int_of(cfg, "moe_intermediate_size", "intermediate_size", "ffn_dim") or 0
+    shared = int_of(cfg, "shared_expert_intermediate_size") or (int_of(cfg, "n_shared_experts", "num_shared_experts") or 0) * width
     return MoeShape(experts, top_k, width, shared)
+
+
+def flat_ffn(cfg: dict[str, Any]) -> dict[str, Any]:
+    """DBRX nests its experts in `ffn_config` (vLLM 0.33 dbrx.py `DbrxExperts`: moe_num_experts, moe_top_k,
+    ffn_hidden_size); the config with them under the keys the other MoE configs use."""
+    ffn = cfg.get("ffn_config")
+    if not isinstance(ffn, dict):
+        return cfg
+    keys = {
+        "num_local_experts": "moe_num_experts",
+        "num_experts_per_tok": "moe_top_k",
+        "moe_intermediate_size": "ffn_hidden_size",
+        "intermediate_size": "ffn_hidden_size",
+    }
+    return {**cfg, **{flat: ffn[nested] for flat, nested in keys.items() if ffn.get(nested) is not None}}
 
 
 def spec_from_config(
@@ -267,9 +250,9 @@ def spec_from_config(
         raise UserError(
             f"{name}: config.json is empty or not a JSON object", "vLLM reads the model from it", "use the model's own config.json"
         )
-    cfg = text_config(config)
+    cfg = architectures.text_of(config)
     if not (
-        _int(cfg, "num_hidden_layers", "n_layer", "num_layers", "n_layers")
+        int_of(cfg, "num_hidden_layers", "n_layer", "num_layers", "n_layers")
         or cfg.get("layers_block_type")
         or cfg.get("hybrid_override_pattern")
     ):
@@ -280,14 +263,14 @@ def spec_from_config(
             "use the model's own config.json",
         )
     layers, layout, unverified = read_layers(config, cfg, name)
-    heads = _int(cfg, "num_attention_heads", "n_head") or 0
-    hidden = _int(cfg, "hidden_size", "n_embd", "d_model") or 0
+    cfg = flat_ffn(cfg)
+    heads = or_zero(architectures.n_heads, cfg)
+    hidden = or_zero(architectures.hidden, cfg)
     dtype = config_dtype(cfg)
     quant, _ = quantization_of(cfg)
     kv_quant, kv_reasons = architectures.kv_quantization(cfg)
     unverified += kv_reasons
     archs = config.get("architectures") or cfg.get("architectures") or []
-    experts = _int(cfg, "num_local_experts", "num_experts", "n_routed_experts")
     gen = generation_config or {}
     return ModelSpec(
         name=name,
@@ -295,21 +278,18 @@ def spec_from_config(
         model_type=str(cfg.get("model_type") or config.get("model_type") or ""),
         layers=layers,
         num_attention_heads=heads,
-        num_kv_heads=1 if any(layer.kind == "mla" for layer in layers) else kv_heads_of(cfg),
         hidden_size=hidden,
-        intermediate_size=_int(cfg, "intermediate_size", "ffn_dim", "n_inner") or 4 * hidden,
-        vocab_size=_int(cfg, "vocab_size") or 32000,
+        intermediate_size=int_of(cfg, "intermediate_size", "ffn_dim", "n_inner") or 4 * hidden,
+        vocab_size=int_of(cfg, "vocab_size") or 32000,
         dtype=dtype,
         context=context_facts(cfg),
         weights=weight_facts(cfg, layers, dtype, quant, weights_bytes, weights_source),
         quantization=quant,
         kv_cache_quantized=kv_quant,
-        is_moe=bool(experts),
         moe=moe_shape(cfg),
         multimodal=isinstance(config.get("vision_config"), dict) or "ForConditionalGeneration" in str(archs[0] if archs else ""),
-        max_new_tokens=_int(gen, "max_new_tokens"),
+        max_new_tokens=int_of(gen, "max_new_tokens"),
         facts_source=facts_source,
-        num_experts=experts or 0,
         layout=layout,
         unverified=tuple(unverified),
     )

@@ -60,12 +60,26 @@ def safetensors_header_bytes(path: Path) -> int:
     return max((int(t["data_offsets"][1]) for k, t in header.items() if k != "__metadata__"), default=0)
 
 
-def local_weight_bytes(directory: Path) -> tuple[int, str] | None:
-    index = directory / "model.safetensors.index.json"
-    if index.is_file():
-        total = _read_json(index, "the safetensors index").get("metadata", {}).get("total_size")
-        if isinstance(total, int) and total > 0:
-            return total, "safetensors index"
+Weights = tuple[int, str]  # checkpoint bytes, how we know them
+
+
+def index_weights(index: Path | None) -> Weights | None:
+    """The checkpoint size a safetensors index states (`metadata.total_size`), when it states a positive one."""
+    if index is None or not index.is_file():
+        return None
+    total = _read_json(index, "the safetensors index").get("metadata", {}).get("total_size")
+    return (total, "safetensors index") if isinstance(total, int) and total > 0 else None
+
+
+def catalog_weights(repo_id: str, catalog: dict[str, dict[str, Any]]) -> Weights | None:
+    entry = catalog.get(repo_id)
+    return (entry["weights_bytes"], "catalog: " + entry["weights_source"]) if entry else None
+
+
+def local_weight_bytes(directory: Path) -> Weights | None:
+    indexed = index_weights(directory / "model.safetensors.index.json")
+    if indexed:
+        return indexed
     files = sorted(directory.glob("*.safetensors"))
     if files:
         return sum(safetensors_header_bytes(f) for f in files), "safetensors headers"
@@ -90,10 +104,12 @@ def _apply_overrides(config: dict[str, Any], overrides: dict[str, Any] | None) -
     return merged
 
 
-def _spec(config: dict[str, Any], name: str, **facts: Any) -> ModelSpec:
-    """spec_from_config, with a config value of the wrong type or range reported as such instead of a traceback."""
+def _spec(config: dict[str, Any], name: str, weights: Weights | None, **facts: Any) -> ModelSpec:
+    """spec_from_config (the size estimated without `weights`), with a config value of the wrong type or range reported
+    as such instead of a traceback."""
+    sized = {"weights_bytes": weights[0], "weights_source": weights[1]} if weights else {}
     try:
-        return spec_from_config(config, name, **facts)
+        return spec_from_config(config, name, **sized, **facts)
     except (TypeError, ValueError, OverflowError, KeyError, AttributeError) as exc:
         raise UserError(
             f"{name}: config.json (with --hf-overrides, if given) has a value that cannot be read: {exc}",
@@ -114,24 +130,22 @@ def read_local(path: Path, overrides: dict[str, Any] | None) -> ModelSpec:
     config = _apply_overrides(_read_json(config_path, "config.json"), overrides)
     gen_path = directory / "generation_config.json"
     generation = _read_json(gen_path, "generation_config.json") if gen_path.is_file() else None
-    weights = local_weight_bytes(directory)
     return _spec(
         config,
         str(path),
-        weights_bytes=weights[0] if weights else None,
-        weights_source=weights[1] if weights else "estimate",
+        local_weight_bytes(directory),
         generation_config=generation,
         facts_source=f"local files in {directory}",
     )
 
 
 def read_catalog(repo_id: str, overrides: dict[str, Any] | None, reason: str) -> ModelSpec:
-    entry = load_catalog()[repo_id]
+    catalog = load_catalog()
+    entry = catalog[repo_id]
     return _spec(
         _apply_overrides(entry["config"], overrides),
         repo_id,
-        weights_bytes=entry["weights_bytes"],
-        weights_source="catalog: " + entry["weights_source"],
+        catalog_weights(repo_id, catalog),
         facts_source=f"built-in catalog, used because {reason}; config from {entry['source']}",
     )
 
@@ -191,25 +205,19 @@ def read_cached(repo_id: str, revision: str | None, overrides: dict[str, Any] | 
             f"the built-in catalog: {', '.join(sorted(catalog))}",
         )
     gen_path = cached_file(repo_id, "generation_config.json", revision)
-    index_path = cached_file(repo_id, "model.safetensors.index.json", revision)
-    weights: tuple[int, str] | None = None
-    if index_path:
-        total = _read_json(index_path, "the safetensors index").get("metadata", {}).get("total_size")
-        weights = (total, "safetensors index") if isinstance(total, int) and total > 0 else None
-    if weights is None and repo_id in catalog:
-        weights = (catalog[repo_id]["weights_bytes"], "catalog: " + catalog[repo_id]["weights_source"])
+    weights = index_weights(cached_file(repo_id, "model.safetensors.index.json", revision))
     return _spec(
         _apply_overrides(_read_json(config_path, "config.json"), overrides),
         repo_id,
-        weights_bytes=weights[0] if weights else None,
-        weights_source=weights[1] if weights else "estimate",
+        weights or catalog_weights(repo_id, catalog),
         generation_config=_read_json(gen_path, "generation_config.json") if gen_path else None,
         facts_source=f"Hugging Face Hub {repo_id}" + (f"@{revision}" if revision else "") + " (HF cache)",
     )
 
 
-def read_hub(repo_id: str, revision: str | None, overrides: dict[str, Any] | None, online: bool) -> ModelSpec:
-    """Config and size from the Hub (or only the HF cache when offline); the catalog when neither has the model."""
+def read_hub(repo_id: str, revision: str | None, overrides: dict[str, Any] | None) -> ModelSpec:
+    """Config and size from the Hub (huggingface_hub's cache serves what it holds); the catalog when the Hub does not
+    answer and the cache has no copy. Offline reading is `read_cached`."""
     os.environ.setdefault("HF_HUB_ETAG_TIMEOUT", str(int(HUB_TIMEOUT_S)))
     os.environ.setdefault("HF_HUB_DOWNLOAD_TIMEOUT", str(int(HUB_TIMEOUT_S)))
     from huggingface_hub import HfApi, hf_hub_download  # heavy: imported only for Hub models
@@ -219,9 +227,9 @@ def read_hub(repo_id: str, revision: str | None, overrides: dict[str, Any] | Non
 
     def fetch(filename: str, required: bool = False) -> Path | None:
         try:
-            return Path(hf_hub_download(repo_id, filename, revision=revision, local_files_only=not online))
+            return Path(hf_hub_download(repo_id, filename, revision=revision))
         except hf_errors.LocalEntryNotFoundError:
-            if required:  # a subclass of EntryNotFoundError: "not cached and offline", not "no such file"
+            if required:  # a subclass of EntryNotFoundError: "the Hub did not answer, not cached", not "no such file"
                 raise
             return None
         except hf_errors.EntryNotFoundError:
@@ -245,8 +253,7 @@ def read_hub(repo_id: str, revision: str | None, overrides: dict[str, Any] | Non
         raise UserError(f"{repo_id}: revision {revision!r} not found", "", "check --revision") from exc
     except (hf_errors.LocalEntryNotFoundError, OSError) as exc:
         if repo_id in catalog:
-            reason = "the Hub did not answer" if online else "the Hub is out of reach (HF_HUB_OFFLINE, or no network)"
-            return read_catalog(repo_id, overrides, f"{reason} and the HF cache has no copy")
+            return read_catalog(repo_id, overrides, "the Hub did not answer and the HF cache has no copy")
         raise UserError(
             f"cannot read {repo_id}: the Hub is unreachable and the model is not in the HF cache",
             "the sizing engine needs the model's config.json",
@@ -256,29 +263,21 @@ def read_hub(repo_id: str, revision: str | None, overrides: dict[str, Any] | Non
         raise UserError(f"{repo_id} has no config.json", "vLLM needs it", "check that this is a Transformers model repo")
     config = _apply_overrides(_read_json(config_path, "config.json"), overrides)
     generation = None
-    weights: tuple[int, str] | None = None
+    weights: Weights | None = None
     try:
         gen_path = fetch("generation_config.json")
         generation = _read_json(gen_path, "generation_config.json") if gen_path else None
-        index_path = fetch("model.safetensors.index.json")
-        if index_path:
-            total = _read_json(index_path, "the safetensors index").get("metadata", {}).get("total_size")
-            if isinstance(total, int) and total > 0:
-                weights = (total, "safetensors index")
-        if weights is None and online:
+        weights = index_weights(fetch("model.safetensors.index.json"))
+        if weights is None:
             meta = HfApi().get_safetensors_metadata(repo_id, revision=revision)
             total = sum(int(count * SAFETENSORS_DTYPE_BYTES.get(dtype, 2)) for dtype, count in meta.parameter_count.items())
             weights = (total, "hub safetensors metadata") if total else None
     except (hf_errors.HfHubHTTPError, hf_errors.LocalEntryNotFoundError, OSError, ValueError):
         pass  # size falls back to the estimate below, labelled as such
-    if weights is None and repo_id in catalog:
-        entry = catalog[repo_id]
-        weights = (entry["weights_bytes"], "catalog: " + entry["weights_source"])
     return _spec(
         config,
         repo_id,
-        weights_bytes=weights[0] if weights else None,
-        weights_source=weights[1] if weights else "estimate",
+        weights or catalog_weights(repo_id, catalog),
         generation_config=generation,
         facts_source=f"Hugging Face Hub {repo_id}" + (f"@{revision}" if revision else ""),
     )
@@ -311,4 +310,4 @@ def read_model(model: str, revision: str | None = None, hf_overrides: str | None
         return read_cached(model, revision, overrides, "HF_HUB_OFFLINE is set")
     if not hub_reachable():
         return read_cached(model, revision, overrides, "the Hub is out of reach (no network)")
-    return read_hub(model, revision, overrides, online=True)
+    return read_hub(model, revision, overrides)

@@ -85,7 +85,6 @@ class ContextFacts:
     lengths: dict[str, float]
     model_max_length: float | None
     rope: tuple[RopeEntry, ...]
-    sliding_window: int | None
     rope_theta: float | None = None
 
 
@@ -124,7 +123,6 @@ class ModelSpec:
     model_type: str
     layers: tuple[LayerSpec, ...]
     num_attention_heads: int
-    num_kv_heads: int
     hidden_size: int
     intermediate_size: int
     vocab_size: int
@@ -133,13 +131,20 @@ class ModelSpec:
     weights: WeightFacts
     quantization: str | None = None
     kv_cache_quantized: bool = False
-    is_moe: bool = False
     moe: MoeShape | None = None
     multimodal: bool = False  # vLLM profiles the vision encoder too
     max_new_tokens: int | None = None
     facts_source: str = ""
-    num_experts: int = 0  # routed experts per MoE layer
     # The architecture row that read the layers (launcher.model.architectures), and why its reading may not be
     # what vLLM allocates (config fields or layer types it does not understand); empty when fully understood.
     layout: str = ""
     unverified: tuple[str, ...] = ()
+
+    @property
+    def is_moe(self) -> bool:
+        return self.moe is not None
+
+    @property
+    def num_experts(self) -> int:
+        """Routed experts per MoE layer (0: a dense model)."""
+        return self.moe.experts if self.moe else 0

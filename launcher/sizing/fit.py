@@ -6,7 +6,7 @@ longest that still holds `min_concurrency` full-length requests, found by bisect
 
 from __future__ import annotations
 
-from dataclasses import replace
+from dataclasses import dataclass, replace
 
 from launcher.hardware import GpuInventory
 from launcher.model.spec import ModelSpec
@@ -30,13 +30,30 @@ def holds(plan: Plan, min_concurrency: float) -> bool:
     return plan.kv_fits and plan.total_concurrency >= min_concurrency
 
 
-def longest_length(spec: ModelSpec, inv: GpuInventory, req: Requirements) -> int | None:
-    """The largest length up to `length_ceiling` that holds `req.min_concurrency` requests; None when not even 1 token does.
+@dataclass(frozen=True)
+class AutoLength:
+    """What `--max-model-len auto` resolves to: the longest length that holds the concurrency asked for, or the ceiling
+    (a plan that then says it does not fit) when no length does."""
+
+    length: int
+    ceiling: int
+    holds: bool
+
+
+def resolve_auto(spec: ModelSpec, inv: GpuInventory, req: Requirements) -> AutoLength:
+    ceiling = length_ceiling(spec, req, rules_for(req.vllm_version))
+    found = longest_length(spec, inv, req, ceiling)
+    return AutoLength(found or ceiling, ceiling, found is not None)
+
+
+def longest_length(spec: ModelSpec, inv: GpuInventory, req: Requirements, upper: int | None = None) -> int | None:
+    """The largest length up to `upper` (default `length_ceiling`) that holds `req.min_concurrency` requests; None
+    when not even 1 token does.
 
     Each probe is one engine plan. The ceiling is tried first (it often holds); otherwise the search starts where the
     ceiling's own concurrency points (requests at once fall about as the length grows), gallops to bracket the answer
     and bisects the bracket: about a dozen plans instead of log2(ceiling)."""
-    upper = length_ceiling(spec, req, rules_for(req.vllm_version))
+    upper = upper or length_ceiling(spec, req, rules_for(req.vllm_version))
 
     def at(length: int) -> Plan:
         return assess(spec, inv, replace(req, max_model_len=length))

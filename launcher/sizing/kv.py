@@ -1,6 +1,6 @@
 """KV-cache layout: per-layer page sizes, the hybrid allocator's grouping, blocks per request.
 
-Mirrors vLLM 0.32's `v1/kv_cache_interface.py` and `v1/core/kv_cache_utils.py`
+Mirrors vLLM 0.33's `v1/kv_cache_interface.py` and `v1/core/kv_cache_planning.py` (0.32's `kv_cache_utils.py`)
 (`get_kv_cache_groups`, `unify_kv_cache_spec_page_size`, `_get_kv_cache_groups_uniform_page_size`,
 `_project_kv_cache_groups_to_worker`, `_get_kv_cache_bytes_per_block`). Pure functions.
 """
@@ -141,7 +141,6 @@ def layer_pages(
     kv_cache_dtype: str,
     ssm_elem: int,
     prefix_caching: bool,
-    hybrid_allocator: bool,
     rules: VersionRules | None = None,
     architecture: str = "",
 ) -> tuple[list[LayerPage], int]:
@@ -149,8 +148,8 @@ def layer_pages(
 
     Hybrid Mamba models raise the attention block size so one attention page holds at least one
     Mamba state (`_align_hybrid_block_size`); this overrides a user --block-size, as in vLLM.
-    Layer kinds are the ones the release's model runner creates (`spec_kind`); without the hybrid allocator
-    a model mixing full with sliding/chunked layers is sized as all-full (`unify_hybrid_kv_cache_specs`).
+    Layer kinds are the ones the release's model runner creates (`spec_kind`), as the hybrid allocator keeps them
+    (`promote_to_full` gives what vLLM sizes without it).
     """
     rules = rules or rules_for(None)
     cached = [layer for _, layer in kv_layers(layers)]
@@ -178,8 +177,6 @@ def layer_pages(
         kind = spec_kind(layer.kind, rules)
         window = layer.window if kind in ("sliding", "chunked") else None
         pages.append(LayerPage(kind, block_size, block_size * per_token, window))
-    if not hybrid_allocator:
-        pages = promote_to_full(pages)
     if mambas and attn:
         padded = max(p.page_bytes for p in pages if p.kind != "mamba")
         pages = [replace(p, page_bytes=max(p.page_bytes, padded)) if p.kind == "mamba" else p for p in pages]
@@ -219,8 +216,9 @@ def mamba_blocks(state: MambaState, mode: str, rules: VersionRules) -> int:
 
 
 def promote_to_full(pages: list[LayerPage]) -> list[LayerPage]:
-    """Without the hybrid allocator, sliding/chunked layers of a model that also has full layers store the whole
-    context (`unify_hybrid_kv_cache_specs`); an all-sliding model keeps its windows."""
+    """Without the hybrid allocator a model mixing full with sliding/chunked layers is sized as all-full: those layers
+    store the whole context (`unify_hybrid_kv_cache_specs`); an all-sliding model keeps its windows. Page sizes are
+    unchanged, so this applies to `layer_pages`' output, Mamba padding included."""
     if not any(p.kind in ("full", "mla") for p in pages):
         return pages
     return [replace(p, kind="full", window=None) if p.kind in ("sliding", "chunked") else p for p in pages]

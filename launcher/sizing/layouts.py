@@ -2,7 +2,7 @@
 
 A layout is TP x PP x DP: DP replicas of a TP x PP engine, each replica with its own KV cache (vLLM runs one engine core
 per DP rank; non-MoE ranks are completely independent, vllm 0.32 v1/engine/core.py `run_engine_core`). Each candidate
-is one `assess()` (or, with `--max-model-len auto`, the longest length `fit.longest_length` finds for it): the layout
+is one `assess()` (or, with `--max-model-len auto`, the length `fit.resolve_auto` finds for it): the layout
 search adds no sizing arithmetic of its own. Pure functions, no I/O.
 
 The recommendation is the layout that holds `min_concurrency` full-length requests at once (over all replicas) with
@@ -18,7 +18,6 @@ from launcher.hardware import GpuInventory
 from launcher.model.spec import ModelSpec
 from launcher.sizing import fit
 from launcher.sizing.plan import AUTO, Plan, PlanError, Requirements, assess, check_parallelism, make_plan
-from launcher.sizing.versions import rules_for
 
 
 @dataclass(frozen=True)
@@ -94,8 +93,7 @@ def evaluate(spec: ModelSpec, inv: GpuInventory, req: Requirements, shape: tuple
     trial = replace(req, tensor_parallel_size=tp, pipeline_parallel_size=pp, data_parallel_size=dp, enable_expert_parallel=ep)
     gpus = replace(inv, gpus=inv.gpus[: tp * pp * dp]) if exact else inv
     if req.max_model_len == AUTO:
-        found = fit.longest_length(spec, gpus, trial)
-        trial = replace(trial, max_model_len=found or fit.length_ceiling(spec, req, rules_for(req.vllm_version)))
+        trial = replace(trial, max_model_len=fit.resolve_auto(spec, gpus, trial).length)
     plan = assess(spec, gpus, trial)
     per_replica = req.min_concurrency / dp
     headroom = int((plan.max_concurrency - per_replica) * plan.blocks_per_request * plan.bytes_per_block)

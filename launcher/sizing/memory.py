@@ -70,11 +70,12 @@ NCCL_PER_HIDDEN_4096 = {2: int(0.03 * GiB), 4: int(0.08 * GiB)}
 # Pipeline stages without tensor parallelism log 0.07 GiB (Llama-3.1-8B PP=2 and PP=4, 0.19).
 NON_TORCH_PP = int(0.07 * GiB)
 # CUDA-graph pool estimate for the default 51 capture sizes (1, 2, 4, 8..248 step 8, 256..512 step 16), used where
-# the release subtracts it before sizing the KV cache (0.21+). vLLM estimates it by capturing two graphs per mode
-# and extrapolating (gpu_model_runner.py); with piecewise graphs each layer adds its pieces. Least-squares fit on the
-# 0.19 H100 logs' "Estimated CUDA graph memory": dense models 0.215 GiB + 0.0182 GiB per layer (48 logs, 8-80 layers
-# per stage, median error 0.10 GiB against 0.19 for one constant); MoE models 1.09 GiB whatever their depth (8 logs,
-# 0.82-1.39: the experts' kernels, not the layer count, dominate).
+# the release subtracts it before sizing the KV cache (0.20+: versions.TABLE `subtracts_cudagraph_memory`). vLLM
+# estimates it by capturing two graphs per mode and extrapolating (gpu_model_runner.py); with piecewise graphs each
+# layer adds its pieces. Least-squares fit on the 0.19 H100 logs' "Estimated CUDA graph memory": dense models
+# 0.215 GiB + 0.0182 GiB per layer (48 logs, 8-80 layers per stage, median error 0.10 GiB against 0.19 for one
+# constant); MoE models 1.09 GiB whatever their depth (8 logs, 0.82-1.39: the experts' kernels, not the layer count,
+# dominate).
 CUDAGRAPH_DENSE_BASE = 0.215 * GiB
 CUDAGRAPH_DENSE_PER_LAYER = 0.0182 * GiB
 CUDAGRAPH_MOE = 1.09 * GiB

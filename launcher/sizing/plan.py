@@ -347,14 +347,12 @@ def make_plan(spec: ModelSpec, inv: GpuInventory, req: Requirements) -> Plan:
 
     length_source = "--max-model-len" if req.max_model_len is not None else "prompt + completion + buffer"
     if req.max_model_len == AUTO:
-        found = fit.longest_length(spec, inv, req)
-        rules = rules_for(req.vllm_version)
-        upper = fit.length_ceiling(spec, req, rules)
-        req = replace(req, max_model_len=found or upper)
+        auto = fit.resolve_auto(spec, inv, req)
+        req = replace(req, max_model_len=auto.length)
         length_source = (
-            f"auto: the longest length that holds {req.min_concurrency:g} full-length request(s), up to {upper:,}"
-            if found
-            else f"auto: no length up to {upper:,} holds {req.min_concurrency:g} full-length request(s)"
+            f"auto: the longest length that holds {req.min_concurrency:g} full-length request(s), up to {auto.ceiling:,}"
+            if auto.holds
+            else f"auto: no length up to {auto.ceiling:,} holds {req.min_concurrency:g} full-length request(s)"
         )
     plan = replace(assess(spec, inv, req), length_source=length_source)
     if not plan.fits:
@@ -407,7 +405,6 @@ def assess(spec: ModelSpec, inv: GpuInventory, req: Requirements) -> Plan:
         kv_cache_dtype=req.kv_cache_dtype,
         ssm_elem=DTYPE_BYTES[dtype],
         prefix_caching=req.enable_prefix_caching,
-        hybrid_allocator=True,
         rules=rules,
         architecture=spec.architecture,
     )

@@ -10,7 +10,8 @@ from dataclasses import dataclass, replace
 
 from launcher.hardware import CUDA_CONTEXT_BYTES, GiB, GpuInventory
 from launcher.model.spec import ModelSpec, RopeEntry
-from launcher.sizing.plan import Plan, PlanError, Remedy, Requirements, assess, kv_head_problems
+from launcher.sizing.plan import Plan, Remedy, Requirements, assess, kv_head_problems
+from launcher.sizing.versions import rules_for
 
 YARN_FAMILIES = ("qwen2", "qwen3", "qwen2_moe", "qwen3_moe")
 # What each change costs a user, for ranking combinations: a smaller buffer or another utilization is free; YaRN and fp8
@@ -38,9 +39,14 @@ def attach(spec: ModelSpec, inv: GpuInventory, req: Requirements, plan: Plan) ->
 def _fitting(spec: ModelSpec, inv: GpuInventory, req: Requirements) -> Plan | None:
     try:
         candidate = assess(spec, inv, req)
-    except (PlanError, ValueError):
+    except ValueError:  # PlanError included: a layout vLLM refuses
         return None
     return candidate if candidate.fits else None
+
+
+def gpus_needed(req: Requirements) -> int:
+    """GPUs vLLM runs on: TP x PP per engine, DP engines."""
+    return req.tensor_parallel_size * req.pipeline_parallel_size * req.data_parallel_size
 
 
 def with_gpus(inv: GpuInventory, count: int) -> GpuInventory:
@@ -67,9 +73,9 @@ def tensor_parallel_options(spec: ModelSpec, inv: GpuInventory, req: Requirement
     """Larger tensor-parallel sizes that vLLM accepts for this model and that the GPUs at hand can hold."""
     if inv.device == "cpu":
         return []
-    pp = req.pipeline_parallel_size
+    replicas = req.pipeline_parallel_size * req.data_parallel_size
     out = []
-    for tp in range(req.tensor_parallel_size + 1, inv.max_gpus // pp + 1):
+    for tp in range(req.tensor_parallel_size + 1, inv.max_gpus // replicas + 1):
         if spec.num_attention_heads % tp or kv_head_problems(spec, tp):
             continue
         out.append(tp)
@@ -79,8 +85,9 @@ def tensor_parallel_options(spec: ModelSpec, inv: GpuInventory, req: Requirement
 def yarn_override(spec: ModelSpec, plan: Plan, req: Requirements) -> tuple[ModelSpec, str, float] | None:
     """YaRN rope scaling that lifts the model's limit to cover the plan's length: (spec with it, --hf-overrides, factor).
 
-    Offered for models that declare YaRN or whose family documents it (Qwen2/3). vLLM 0.32 no longer multiplies the
-    derived length by the YaRN factor (vllm PR #56446), so max_position_embeddings is overridden too."""
+    Offered for models that declare YaRN or whose family documents it (Qwen2/3). From 0.30 vLLM no longer multiplies the
+    derived length by the YaRN factor (versions.TABLE `yarn_scales_max_len`, vllm PR #56446), so max_position_embeddings
+    is overridden too; older releases derive the same length from the rope parameters alone."""
     context = plan.context
     if not (context.yarn_factor or spec.model_type in YARN_FAMILIES):
         return None
@@ -98,6 +105,13 @@ def yarn_override(spec: ModelSpec, plan: Plan, req: Requirements) -> tuple[Model
     return replace(spec, context=facts), json.dumps(overrides), factor
 
 
+def yarn_reason(plan: Plan) -> str:
+    """Why the override sets max_position_embeddings too, in the planned release's terms."""
+    if rules_for(plan.vllm_version).yarn_scales_max_len:
+        return f"vLLM {plan.vllm_version} derives it from the rope parameters; max_position_embeddings is set to match, as 0.30+ needs"
+    return f"vLLM {plan.vllm_version} needs both the rope parameters and max_position_embeddings overridden (0.30+)"
+
+
 def context_remedies(spec: ModelSpec, plan: Plan, req: Requirements) -> list[Remedy]:
     length, context = plan.max_model_len, plan.context
     out = []
@@ -108,8 +122,7 @@ def context_remedies(spec: ModelSpec, plan: Plan, req: Requirements) -> list[Rem
         out.append(
             Remedy(
                 f"YaRN rope scaling x{factor:g}",
-                f"extends positions to {extended}: vLLM 0.32 needs both the rope parameters and "
-                "max_position_embeddings overridden. Static YaRN may cost some quality on short texts.",
+                f"extends positions to {extended}: {yarn_reason(plan)}. Static YaRN may cost some quality on short texts.",
                 ("--hf-overrides", overrides),
             )
         )
@@ -163,7 +176,7 @@ def busy_gpu_remedies(spec: ModelSpec, inv: GpuInventory, req: Requirements, pla
                     + (f"; held by {held}" if held else ""),
                 )
             )
-    world = req.tensor_parallel_size * req.pipeline_parallel_size
+    world = gpus_needed(req)
     if inv.device != "cpu" and inv.count > world:
         roomiest = sorted(inv.gpus, key=lambda g: -g.free_bytes)[:world]
         chosen = replace(inv, gpus=tuple(roomiest))
@@ -214,7 +227,7 @@ def find_remedies(spec: ModelSpec, inv: GpuInventory, req: Requirements, plan: P
     out.extend(busy_gpu_remedies(spec, inv, base, plan))
     suffix = " (with a context fix above)" if base.allow_long_max_model_len and not req.allow_long_max_model_len else ""
     for tp in tensor_parallel_options(spec, inv, req):
-        gpus = tp * req.pipeline_parallel_size
+        gpus = gpus_needed(replace(req, tensor_parallel_size=tp))
         fitted = _fitting(spec, with_gpus(inv, gpus), replace(base, tensor_parallel_size=tp))
         if fitted:
             out.append(
@@ -292,10 +305,10 @@ def closest_working(spec: ModelSpec, inv: GpuInventory, req: Requirements, plan:
         gmus.append(ceiling)
     best: Candidate | None = None
     for (cspec, creq, ccost, cchanges), tp, kv_dtype, gmu in itertools.product(contexts, tps, kvs, gmus):
-        gpus = tp * req.pipeline_parallel_size
+        gpus = gpus_needed(replace(req, tensor_parallel_size=tp))
         cost, changes = ccost, list(cchanges)
         if tp != req.tensor_parallel_size:
-            cost += COST_PER_GPU * (gpus - req.tensor_parallel_size * req.pipeline_parallel_size)
+            cost += COST_PER_GPU * (gpus - gpus_needed(req))
             changes.append(f"--tensor-parallel-size {tp} ({gpus} GPUs)")
         if kv_dtype != req.kv_cache_dtype:
             cost += COST_FP8
@@ -317,7 +330,7 @@ def _candidate(
 ) -> Candidate | None:
     try:
         planned = assess(spec, inv, trial)
-    except (PlanError, ValueError):
+    except ValueError:  # PlanError included: a layout vLLM refuses
         return None
     if planned.fits:
         return Candidate(planned, cost, changes)

@@ -306,14 +306,6 @@ TABLE: dict[str, tuple[Since, ...]] = {
         Since("0.8", "before_last", "0.8.5.post1 vllm/distributed/utils.py:get_pp_indices:105"),
     ),
     # ---- which memory terms the profile subtracts (formulas: launcher/sizing/memory.py) ------------------------
-    # "device_used": 0.8 V1 subtracts torch's peak plus ALL non-torch memory on the device (other processes and
-    # the CUDA context included); "snapshot": memory_profiling against the start-up snapshot (weights, torch
-    # peak increase, non-torch increase).
-    "profile_baseline": (
-        Since("0.6", "snapshot", "0.6.6.post1 vllm/utils.py:memory_profiling:1744"),
-        Since("0.8", "device_used", "0.8.5.post1 vllm/v1/worker/gpu_worker.py:determine_available_memory"),
-        Since("0.9", "snapshot", "0.9.2 vllm/v1/worker/gpu_worker.py:determine_available_memory (memory_profiling)"),
-    ),
     "subtracts_cudagraph_memory": (
         Since("0.6", False, "graphs captured after the KV cache is sized"),
         Since("0.20", True, "0.20.2 vllm/envs.py:1737 VLLM_MEMORY_PROFILER_ESTIMATE_CUDAGRAPHS default '1' (0.19.1 :1655 '0')"),
@@ -448,7 +440,6 @@ class VersionRules:
     mla_block_size: dict[int, int]
     v0_mla: str
     pp_remainder: str
-    profile_baseline: str
     subtracts_cudagraph_memory: bool
     profiles_tp_buffers: bool
     kv_cache_memory_bytes_flag: bool

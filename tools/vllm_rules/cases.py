@@ -16,7 +16,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from launcher.hardware import GiB, inventory_from_preset
-from launcher.model.config import spec_from_config, text_config
+from launcher.model.architectures import text_of
+from launcher.model.config import spec_from_config
 from launcher.model.spec import ModelSpec
 from launcher.sizing import kv
 from launcher.sizing.plan import Plan, PlanError, Requirements, make_plan, model_dtype
@@ -135,7 +136,7 @@ def describe(config: dict, spec: ModelSpec, plan: Plan, req: Requirements, rules
     }
     if plan.engine == "v0":
         return base | {
-            "hf_config": text_config(config),
+            "hf_config": text_of(config),
             "is_hybrid": any(layer.kind == "mamba" for layer in spec.layers),
             "kv_cache_dtype": req.kv_cache_dtype,
             "model_dtype_bytes": kv.KV_DTYPE_BYTES[dtype],
@@ -148,7 +149,6 @@ def describe(config: dict, spec: ModelSpec, plan: Plan, req: Requirements, rules
         kv_cache_dtype=req.kv_cache_dtype,
         ssm_elem=kv.KV_DTYPE_BYTES[dtype],
         prefix_caching=req.enable_prefix_caching,
-        hybrid_allocator=True,
         rules=rules,
         architecture=spec.architecture,
     )
