@@ -214,7 +214,7 @@ def run_command(name: str, argv: list[str]) -> int:
     argv = vllm_spellings(argv)
     flags = settings_module.cli_flags(cls)
     check_flags(name, argv, flags, {c: settings_module.cli_flags(k) for c, k in classes.items() if c != name})
-    settings_module.environment_values(os.environ, cls, classes.values())
+    settings_module.check_environment(os.environ, classes.values())
     config = _config_path(argv)
     file_values = settings_module.read_config_file(config, name, cls, classes) if config else {}
     token = settings_module.CONFIG_VALUES.set(file_values)

@@ -220,12 +220,10 @@ def did_you_mean(word: str, candidates: Iterable[str]) -> str:
     return f"; did you mean {close[0]}?" if close else ""
 
 
-def environment_values(environ: Mapping[str, str], own: type[BaseSettings], everyone: Iterable[type[BaseSettings]]) -> list[str]:
-    """Checks the VLLM_LAUNCH_* variables; returns those this command reads. A name no command knows is an error
-    (a misspelt variable would otherwise be ignored without a word); one for another command is left alone."""
+def check_environment(environ: Mapping[str, str], everyone: Iterable[type[BaseSettings]]) -> None:
+    """A VLLM_LAUNCH_* variable no command knows is an error (a misspelt variable would otherwise be ignored without a
+    word); one for another command is left alone."""
     known = {n.upper() for cls in everyone for f in cls.model_fields for n in field_names(cls, f)}
-    mine = {n.upper() for f in own.model_fields for n in field_names(own, f)}
-    used = []
     for var, value in environ.items():
         if not var.upper().startswith("VLLM_LAUNCH_") or not value:
             continue
@@ -236,9 +234,6 @@ def environment_values(environ: Mapping[str, str], own: type[BaseSettings], ever
                 "VLLM_LAUNCH_<FLAG> variables set flags; a name no flag has would be ignored",
                 "fix the name or unset it",
             )
-        if name in mine:
-            used.append(var)
-    return used
 
 
 def read_config_file(path: Path, command: str, own: type[BaseSettings], everyone: Mapping[str, type[BaseSettings]]) -> dict[str, Any]:
