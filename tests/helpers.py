@@ -2,14 +2,35 @@
 
 from __future__ import annotations
 
+import errno
+import ipaddress
 import json
 import os
+import socket
 import struct
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+
+# Connections from the test process to public addresses, each refused (tests/conftest.py installs the guard).
+PUBLIC_CONNECTS: list[str] = []
+_connect = socket.socket.connect
+
+
+def local_only_connect(self: socket.socket, address: object) -> None:
+    """socket.connect for tests: loopback, private and link-local addresses (the test cluster's) pass; any other is
+    recorded and refused."""
+    if self.family in (socket.AF_INET, socket.AF_INET6) and isinstance(address, tuple):
+        try:
+            ip = ipaddress.ip_address(address[0])
+        except ValueError:
+            ip = None  # a name, not an address: treated as public
+        if ip is None or not (ip.is_loopback or ip.is_private or ip.is_link_local):
+            PUBLIC_CONNECTS.append(f"{address[0]}:{address[1]}")
+            raise OSError(errno.ENETUNREACH, "tests never reach the internet")
+    _connect(self, address)
 
 
 def run_cli(*args: str, env: dict[str, str] | None = None, cwd: Path | None = None, timeout: float = 60) -> subprocess.CompletedProcess:

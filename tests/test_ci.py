@@ -35,3 +35,17 @@ def test_missing_real_server_fails_ci_and_is_reported_locally(tmp_path, ci, stat
     summary = [line for line in result.stdout.splitlines() if line.startswith("real parts:")]
     outcome = "failed (vLLM" if ci else "skipped (vLLM"
     assert summary and "0 passed tests drove them" in summary[0] and outcome in summary[0] and "not available" in summary[0]
+
+
+def test_a_connection_to_the_internet_fails_the_test_that_tries_it():
+    import socket
+
+    from helpers import PUBLIC_CONNECTS
+
+    before = len(PUBLIC_CONNECTS)
+    with socket.socket() as s, pytest.raises(OSError, match="never reach the internet"):
+        s.connect(("1.1.1.1", 443))
+    assert PUBLIC_CONNECTS[before:] == ["1.1.1.1:443"]
+    del PUBLIC_CONNECTS[before:]  # recorded as it should be; this test's own teardown would fail on it otherwise
+    with socket.socket() as s, pytest.raises(ConnectionRefusedError):
+        s.connect(("127.0.0.1", 9))  # loopback passes the guard (nothing listens on the discard port)

@@ -11,7 +11,7 @@ from dataclasses import replace
 import model_configs as mc
 import pytest
 import yaml
-from helpers import run_cli, write_model_dir
+from helpers import require_tool, run_cli, write_model_dir
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -413,7 +413,9 @@ def render(*args: str) -> subprocess.CompletedProcess:
     return result
 
 
+@pytest.mark.real("shellcheck")
 def test_slurm_gres_covers_every_replica(tmp_path):
+    require_tool("shellcheck")
     result = render("slurm", "--model", "Qwen/Qwen2.5-32B-Instruct", *RENDER, "--min-concurrency", "20", "--data-parallel-size", "2")
     text = result.stdout
     assert "#SBATCH --gres=gpu:4" in text and "--tensor-parallel-size 2 --data-parallel-size 2" in text
@@ -438,6 +440,7 @@ def kubernetes_validate(tmp_path, docs: list[dict]) -> None:
     assert result.returncode == 0, result.stdout + result.stderr
 
 
+@pytest.mark.real("validators")
 def test_k8s_dense_data_parallel_is_replicas_of_a_smaller_pod(tmp_path):
     result = render("k8s", "--model", "meta-llama/Llama-3.1-8B-Instruct", *RENDER, "--min-concurrency", "30", "--data-parallel-size", "2")
     docs = list(yaml.safe_load_all(result.stdout))
@@ -451,6 +454,7 @@ def test_k8s_dense_data_parallel_is_replicas_of_a_smaller_pod(tmp_path):
     assert "replicas of a 1-GPU pod" in result.stderr
 
 
+@pytest.mark.real("validators")
 def test_k8s_moe_data_parallel_stays_one_pod_with_expert_parallelism(tmp_path):
     result = render(
         "k8s", "--model", "openai/gpt-oss-20b", "--max-model-len", "131072", "--vllm-version", "0.32.0", "--device", "cuda",

@@ -68,9 +68,9 @@ def test_explain_missing_log_file_is_an_error(explained, tmp_path):
     assert result.rc == 2 and "missing.log: no such file" in result.err and explained == []
 
 
-def test_explain_several_words_unquoted_is_explained(explained):
+def test_explain_several_words_unquoted_are_refused(explained):
     result = run_main("explain", "maximum", "context")
-    assert result.rc == 2 and "ONE argument" in result.err
+    assert result.rc == 2 and "ONE argument" in result.err and explained == []
 
 
 def test_explain_on_a_terminal_names_real_ways_in():

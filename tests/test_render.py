@@ -13,7 +13,7 @@ from pathlib import Path
 import jsonschema
 import pytest
 import yaml
-from helpers import require_tool, run_cli
+from helpers import in_ci, require_tool, run_cli
 
 from launcher.sizing.versions import DEFAULT_VERSION
 
@@ -64,8 +64,9 @@ def rendered() -> dict[str, str]:
 def test_golden(rendered, name):
     """Each target against its reviewed golden file (UPDATE_GOLDEN=1 rewrites them)."""
     path = GOLDEN / name
-    if os.environ.get("UPDATE_GOLDEN"):
+    if os.environ.get("UPDATE_GOLDEN") and not in_ci() and rendered[name] != path.read_text():
         path.write_text(rendered[name])
+        pytest.fail(f"{path} rewritten: review the diff and run again without UPDATE_GOLDEN")
     assert rendered[name] == path.read_text()
 
 
@@ -293,6 +294,7 @@ def test_sbatch_directives(rendered):
     assert "#SBATCH --array=0-3" in rendered["slurm-array.sbatch"]
 
 
+@pytest.mark.real("curl")
 def test_slurm_readiness_sends_the_api_key_but_never_in_argv(tmp_path):
     """The job's readiness requests pass the key to curl through its standard input: a curl wrapper records every
     command line, the stand-in vLLM answers /v1 only with the right key (quotes and backslashes included)."""
