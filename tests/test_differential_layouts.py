@@ -1,9 +1,11 @@
 """Differential test of layouts: the ranked TP x PP x DP rows against vLLM 0.32's own code, per rank.
 
 For each architecture family the layout search runs on 4 GPUs with an explicit KV size per GPU (so the KV arithmetic
-is what is compared, as in tests/test_differential_vllm.py). For a TP, a PP, a DP and a TP x DP row, every DP replica's
+is what is compared, as in tests/test_differential_vllm.py). For a TP, a PP, a DP and a TP x DP row, one replica's
 TP x PP workers (their layers, as vLLM KVCacheSpecs built from the model facts) go through vLLM's
-`get_kv_cache_configs`; blocks, concurrency and KV tokens per replica must be equal, and the total is DP times that.
+`get_kv_cache_configs`; blocks, concurrency and KV tokens must be equal. Every DP engine sizes its own cache over its
+own workers, all with the same layout and budget (vLLM 0.32 v1/engine/core.py:157: each EngineCore runs
+_initialize_kv_caches), so the total is DP times one replica's.
 vLLM's `get_pp_indices` gives each stage's layers, and for MoE models `FusedMoEParallelConfig.make` with
 `determine_expert_map` gives each rank's share of the experts (tests/oracle/vllm_layout_oracle.py).
 """
@@ -91,7 +93,7 @@ def compared(vllm_venv: Path) -> list[tuple[str, ModelSpec, layouts.Layout, dict
         tp, pp, dp = row.shape
         cases.append(
             {
-                "kv": [kv_case(spec, row.plan, req)] * dp,
+                "kv": [kv_case(spec, row.plan, req)],
                 "num_layers": len(spec.layers),
                 "pp": pp,
                 "num_experts": spec.num_experts,
@@ -122,18 +124,16 @@ def test_layout_matches_vllm_per_rank(compared, index: int) -> None:
     family, spec, row, vllm = compared[index]
     plan = row.plan
     tp, pp, dp = row.shape
-    assert len(vllm["replicas"]) == dp
-    for replica in vllm["replicas"]:  # each DP engine sizes its own KV cache
-        assert replica["fits"] == plan.kv_fits, (family, plan.problems, replica.get("error"))
-        if not replica["fits"]:  # vLLM refuses to start: the same estimate of the longest length that fits
-            assert plan.estimated_max_model_len == replica["estimate"], family
-            continue
+    [replica] = vllm["replicas"]
+    assert replica["fits"] == plan.kv_fits, (family, plan.problems, replica.get("error"))
+    if not replica["fits"]:  # vLLM refuses to start: the same estimate of the longest length that fits
+        assert plan.estimated_max_model_len == replica["estimate"], family
+    else:
         assert plan.num_gpu_blocks == replica["num_blocks"], family
         assert plan.max_concurrency == pytest.approx(replica["max_concurrency"], rel=1e-12), family
         assert plan.kv_cache_tokens == replica["kv_cache_tokens"], family
         assert plan.num_kv_groups == len(replica["groups"]), family
-    if plan.kv_fits:
-        assert plan.total_concurrency == pytest.approx(sum(r["max_concurrency"] for r in vllm["replicas"]), rel=1e-12)
+        assert plan.total_concurrency == pytest.approx(dp * replica["max_concurrency"], rel=1e-12)
     assert [[r.start, r.stop] for r in kv.split_layers(len(spec.layers), pp)] == vllm["pp_ranges"], family
     if spec.is_moe:
         shares = vllm["expert_shares"]

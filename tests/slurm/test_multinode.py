@@ -14,7 +14,7 @@ from pathlib import Path
 
 import model_configs as mc
 import pytest
-from cluster import SlurmCluster, run
+from cluster import SlurmCluster, run, wait_for
 from helpers import run_cli, write_model_dir
 from jobs import Job, assert_nothing_left, kill_on
 
@@ -107,8 +107,10 @@ def test_two_jobs_share_the_nodes_then_stop_everywhere_on_the_time_limit_signal_
 
 def test_the_per_node_check_sees_a_process_left_behind_on_a_node(two_nodes):
     """The checks above, and the cluster's tear-down, look into each node's namespace: a stray process there is seen."""
-    stray = subprocess.Popen(["nsenter", f"--net=/run/netns/{two_nodes.node('node2').netns}", "sleep", "300"])
-    try:
+    node2 = two_nodes.node("node2")
+    stray = subprocess.Popen(["nsenter", f"--net=/run/netns/{node2.netns}", "sleep", "300"])
+    try:  # nsenter enters the namespace, then becomes `sleep`: only then is there a stray to see
+        wait_for(lambda: any(p.cmdline == "sleep 300" for p in two_nodes.processes_on(node2)), 10, "the stray in node2")
         with pytest.raises(AssertionError, match=r"'node2': \['sleep 300'\]"):
             assert_nothing_left(two_nodes, timeout=1)
     finally:
