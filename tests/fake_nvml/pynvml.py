@@ -7,6 +7,7 @@ from types import SimpleNamespace
 
 NVMLError = RuntimeError
 nvmlMemory_v2 = 2
+NVML_DEVICE_MIG_ENABLE = 1
 _TOTAL = 81559 << 20
 _CUDA_TOTAL = int(79.19 * (1 << 30))
 _COUNT = int(os.environ.get("FAKE_NVML_GPUS", "2"))
@@ -39,6 +40,10 @@ def nvmlDeviceGetUUID(handle):
 def nvmlDeviceGetMemoryInfo(handle, version=None):
     free = _CUDA_TOTAL - (int(0.51 * (1 << 30)))  # an idle GPU after CUDA's context
     return SimpleNamespace(total=_TOTAL, free=free, used=_TOTAL - (_TOTAL - _CUDA_TOTAL) - free, reserved=_TOTAL - _CUDA_TOTAL)
+
+
+def nvmlDeviceGetMigMode(handle):
+    return 0, 0  # MIG off, as on a whole H100
 
 
 def nvmlDeviceGetComputeRunningProcesses(handle):
