@@ -143,6 +143,25 @@ def _vllm_flags(args: Iterable[str]) -> dict[str, str]:
     return names
 
 
+SECRET_FLAGS = ("api-key", "hf-token")
+
+
+def secret_flag(name: str) -> str | None:
+    """The secret flag vLLM reads `--NAME` as: argparse there takes `_` for `-` (FlexibleArgumentParser, 0.33.0
+    vllm/utils/argparse_utils.py parse_args) and any unambiguous prefix (allow_abbrev), so `--api_key` and `--api-k`
+    are --api-key."""
+    return next((flag for flag in SECRET_FLAGS if flag.startswith(name) and len(name) > flag.index("-")), None)
+
+
+def secret_arg(args: Iterable[str]) -> tuple[str, str] | None:
+    """The first secret among vLLM arguments: (the flag as written, the secret flag vLLM reads it as), or None."""
+    for name, arg in _vllm_flags(args).items():
+        secret = secret_flag(name)
+        if secret:
+            return arg.split("=")[0], secret
+    return None
+
+
 def check_vllm_extra_args(extra: list[str], planned: list[str]) -> None:
     """Arguments after `--` must not change what vllm-launch planned: vLLM would take the last value, unplanned."""
     planned_flags = _vllm_flags(planned)

@@ -442,9 +442,10 @@ class ServeSettings(PlanSettings):
     grace: Annotated[Seconds, Field(ge=0)] = 15
     """Seconds vLLM gets to exit after SIGTERM before the whole process tree is killed."""
     ready_file: Path | None = None
-    """Write the endpoint, model, context and KV capacity here as JSON once ready (for scripts)."""
+    """Write the endpoint, model, context and KV capacity here as JSON once ready (for scripts); removed when it stops."""
     log_file: Path | None = None
-    """Where vLLM's output is written besides the terminal (default: ./vllm-launch-PORT.log)."""
+    """Where vLLM's output is written besides the terminal (default: ./vllm-launch-PORT.log; where the current folder
+    is not writable, $STATE_DIRECTORY, $XDG_STATE_HOME/vllm-launch or the temporary folder, as serve says)."""
     dry_run: bool = False
     """Print the plan and the exact command (--json, --format and -o apply); start nothing."""
     vllm_extra_args: VllmArgs = Field(default_factory=list)

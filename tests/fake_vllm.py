@@ -4,12 +4,22 @@
 until SIGTERM; with VLLM_API_KEY set, /v1 answers 401 without `Authorization: Bearer KEY`, as vLLM does
 (vllm/entrypoints/serve/middleware/authenticate.py, 0.32.0). With FAKE_VLLM_ARGV=FILE it only writes its argv to FILE
 as JSON and exits, so tests can check exactly what a script passed. It does not model vLLM's limits: tests of those
-run the real vLLM CPU build."""
+run the real vLLM CPU build.
+
+Behaviours the launcher must cope with, by environment variable:
+- FAKE_VLLM_SLOW_COMPLETION=S: each completion first prints "fake vllm: completion received" and waits S seconds.
+- FAKE_VLLM_IGNORE_SIGTERM=1: SIGTERM is ignored, as vLLM does while its engine starts.
+- FAKE_VLLM_LOG_REQUESTS=1: each completion's prompt is logged as vLLM's request logger does, %r-quoted in an INFO record
+  (0.32.0 vllm/entrypoints/serve/utils/request_logger.py log_inputs).
+- FAKE_VLLM_DIE_ON=TEXT: a completion whose prompt is TEXT kills the "engine": vLLM's own error records are logged
+  (0.32.0 vllm/v1/engine/core.py, async_llm.py output_handler) and /health answers 503 from then on, the API server
+  still running, as vLLM with VLLM_KEEP_ALIVE_ON_ENGINE_DEATH does."""
 
 import json
 import os
 import signal
 import sys
+import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 
@@ -35,6 +45,11 @@ def main() -> None:
     body = json.dumps(models, ensure_ascii=False, separators=(",", ":"))
 
     key = os.environ.get("VLLM_API_KEY")
+    slow = float(os.environ.get("FAKE_VLLM_SLOW_COMPLETION") or 0)
+    log_requests = os.environ.get("FAKE_VLLM_LOG_REQUESTS") == "1"
+    die_on = os.environ.get("FAKE_VLLM_DIE_ON")
+    engine = {"dead": False}
+    pid = os.getpid()
 
     class Handler(BaseHTTPRequestHandler):
         def refused(self) -> bool:
@@ -48,7 +63,7 @@ def main() -> None:
             if self.refused():
                 return
             if self.path == "/health":
-                self.send_response(200)
+                self.send_response(503 if engine["dead"] else 200)
                 self.end_headers()
             elif self.path == "/v1/models":
                 self.send_response(200)
@@ -68,7 +83,22 @@ def main() -> None:
                 self.send_response(404)
                 self.end_headers()
                 return
-            self.rfile.read(int(self.headers.get("Content-Length") or 0))
+            request = json.loads(self.rfile.read(int(self.headers.get("Content-Length") or 0)) or b"{}")
+            prompt = request.get("prompt")
+            if slow:
+                print("fake vllm: completion received", flush=True)
+                time.sleep(slow)
+            stamp = time.strftime("%m-%d %H:%M:%S")
+            if log_requests:
+                print(f"(APIServer pid={pid}) INFO {stamp} [request_logger.py:55] Request cmpl-1 details: prompt: {prompt!r}", flush=True)
+            if die_on is not None and prompt == die_on:
+                engine["dead"] = True
+                print(f"(EngineCore_DP0 pid={pid}) ERROR {stamp} [core.py:1512] EngineCore encountered a fatal error.", flush=True)
+                print(f"(APIServer pid={pid}) ERROR {stamp} [async_llm.py:906] AsyncLLM output_handler failed.", flush=True)
+                dead = "EngineCore encountered an issue. See stack trace (above) for the root cause."
+                print(f"vllm.v1.engine.exceptions.EngineDeadError: {dead}", flush=True)
+                self._json({"error": {"message": "EngineCore encountered an issue.", "type": "InternalServerError", "code": 500}}, 500)
+                return
             answer = {
                 "id": "cmpl-fake",
                 "object": "text_completion",
@@ -90,7 +120,10 @@ def main() -> None:
             pass
 
     server = ThreadingHTTPServer(("0.0.0.0", port), Handler)
-    signal.signal(signal.SIGTERM, lambda *_: (server.server_close(), sys.exit(0)))
+    if os.environ.get("FAKE_VLLM_IGNORE_SIGTERM") == "1":
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    else:
+        signal.signal(signal.SIGTERM, lambda *_: (server.server_close(), sys.exit(0)))
     print(f"fake vllm serving {ascii(served)} (max_model_len {length}) on port {port}", flush=True)
     server.serve_forever()
 

@@ -7,11 +7,12 @@ fresh folder holding `./my-model` (Llama-3.1-8B-Instruct's config, from the cata
 two H100 80GB behind NVML (tests/fake_nvml, the one hardware seam), tests/fake_vllm.py as `vllm` for commands that
 start a server (through VLLM_LAUNCH_VLLM, on a free port through VLLM_LAUNCH_PORT), and the suite's real vLLM CPU
 server for `check --url http://127.0.0.1:8000` (the URL is pointed at it). The exit status must be the one the line's
-comment names (`# exit 1: ...`, `# exit 0 or 1: ...`), else 0; `--json` output must parse, `-o FILE` and
-`--ready-file FILE` must exist afterwards. A command that serves runs until it reports READY, then gets SIGTERM and
-must stop cleanly. ```python blocks run too, and `# -> VALUE` comments are checked. A ```text block that starts with
-`$ vllm-launch ...` is a command and (an excerpt of) its output: the command runs, and the lines shown must appear,
-in that order and together, in what it prints (spacing aside), so the README's sample outputs never go stale.
+comment names (`# exit 1: ...`, `# exit 0 or 1: ...`), else 0; `--json` output must parse, `-o FILE` must exist
+afterwards. A command that serves runs until it reports READY, then gets SIGTERM and must stop cleanly; its
+`--ready-file FILE` must exist while it is ready and be gone after. ```python blocks run too, and `# -> VALUE`
+comments are checked. A ```text block that starts with `$ vllm-launch ...` is a command and (an excerpt of) its
+output: the command runs, and the lines shown must appear, in that order and together, in what it prints (spacing
+aside), so the README's sample outputs never go stale.
 
 Set-up lines are what this suite's own run does (tests/run.sh installs the project with pip, then runs the tests),
 so `pip install .` and `bash tests/run.sh` are the only words not run here.
@@ -138,8 +139,9 @@ def environment(tmp: Path) -> dict[str, str]:
     return env
 
 
-def run_serving(command: str, cwd: Path, env: dict[str, str]) -> tuple[int, str, str]:
-    """Start it, wait for READY, stop it with SIGTERM as a user would with Ctrl-C or systemd: it must exit 0."""
+def run_serving(command: str, cwd: Path, env: dict[str, str], ready_file: Path | None = None) -> tuple[int, str, str]:
+    """Start it, wait for READY, stop it with SIGTERM as a user would with Ctrl-C or systemd: it must exit 0. A
+    --ready-file exists while the server is ready and is gone once it stopped."""
     out, err = cwd / "stdout.txt", cwd / "stderr.txt"
     with out.open("w") as o, err.open("w") as e:
         proc = subprocess.Popen(["bash", "-c", command], cwd=cwd, env=env, stdout=o, stderr=e, start_new_session=True)
@@ -148,6 +150,8 @@ def run_serving(command: str, cwd: Path, env: dict[str, str]) -> tuple[int, str,
             while "READY in" not in err.read_text() and proc.poll() is None and time.monotonic() < deadline:
                 time.sleep(0.1)
             ready = "READY in" in err.read_text()
+            if ready and ready_file is not None:
+                assert json.loads(ready_file.read_text())["url"].startswith("http://127.0.0.1:"), f"{ready_file.name} while ready"
             if proc.poll() is None:
                 os.killpg(proc.pid, signal.SIGTERM)
             rc = proc.wait(timeout=30)
@@ -157,21 +161,20 @@ def run_serving(command: str, cwd: Path, env: dict[str, str]) -> tuple[int, str,
                 proc.wait()
     stderr = err.read_text()
     assert ready, f"never READY:\n{stderr[-3000:]}"
+    assert ready_file is None or not ready_file.exists(), f"{ready_file.name} is still there after the server stopped"
     return rc, out.read_text(), stderr
 
 
 def check_outputs(argv: list[str], stdout: str, cwd: Path) -> None:
-    """What the flags promise: --json parses, -o FILE and --ready-file FILE exist, --format vllm-config is YAML."""
+    """What the flags promise: --json parses, -o FILE exists, --format vllm-config is YAML (--ready-file: run_serving)."""
     if "--json" in argv and "-o" not in argv:
         json.loads(stdout)
-    for flag in ("-o", "--output", "--ready-file"):
+    for flag in ("-o", "--output"):
         if flag in argv:
             path = cwd / argv[argv.index(flag) + 1]
             assert path.is_file(), f"{flag} {path.name} was not written"
             if path.suffix in (".yaml", ".yml"):
                 assert list(yaml.safe_load_all(path.read_text()))
-            if flag == "--ready-file":
-                assert json.loads(path.read_text())["url"].startswith("http://127.0.0.1:")
 
 
 def run_example(lineno: int, code: str, cwd: Path, env: dict[str, str]) -> None:
@@ -183,7 +186,8 @@ def run_example(lineno: int, code: str, cwd: Path, env: dict[str, str]) -> None:
     command = " && ".join(parts)
     argv = words(command)
     if serves(argv):
-        rc, stdout, stderr = run_serving(command, cwd, env)
+        ready_file = cwd / argv[argv.index("--ready-file") + 1] if "--ready-file" in argv else None
+        rc, stdout, stderr = run_serving(command, cwd, env, ready_file)
     else:
         result = subprocess.run(["bash", "-c", command], cwd=cwd, env=env, capture_output=True, text=True, timeout=120)
         rc, stdout, stderr = result.returncode, result.stdout, result.stderr

@@ -3,6 +3,7 @@ sd_notify, and the refusals that happen before anything starts."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shlex
@@ -59,7 +60,8 @@ def models(length: int, name: str = "tiny") -> dict:
         ({"/health": (503, None)}, "engine dead", "503"),
         ({"/health": (200, None), "/v1/models": (200, models(1024))}, "models", "max_model_len is 1024, not the planned 512"),
         ({"/health": (200, None), "/v1/models": (200, models(512, "other"))}, "models", "does not list 'tiny'"),
-        ({"/health": (200, None), "/v1/models": (401, {"error": "Unauthorized"})}, "models", "401"),
+        ({"/health": (200, None), "/v1/models": (401, {"error": "Unauthorized"})}, "auth", "401 without a key"),
+        ({"/health": (200, None), "/v1/models": (403, {"error": "Forbidden"})}, "auth", "403 without a key"),
         (
             {"/health": (200, None), "/v1/models": (200, models(512)), "/v1/completions": (500, {"error": {"message": "boom"}})},
             "completion",
@@ -75,6 +77,34 @@ def test_readiness_states(routes, stage, detail):
     finally:
         server.shutdown()
     assert state.stage == stage and detail in state.detail and state.ready == (stage == "ready")
+    assert state.fatal == (stage in ("engine dead", "auth", "completion") or "max_model_len is" in detail)
+
+
+def test_a_slow_first_completion_is_not_yet():
+    """No answer within the probe's time is "not yet" (the deadline decides), not a server to stop."""
+    hold = threading.Event()
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            self.send_response(200)
+            self.end_headers()
+            if self.path == "/v1/models":
+                self.wfile.write(json.dumps(models(512)).encode())
+
+        def do_POST(self) -> None:
+            hold.wait(10)
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        state = readiness.check(f"http://127.0.0.1:{server.server_port}", "tiny", 512, None, completion_timeout=0.5)
+    finally:
+        hold.set()
+        server.shutdown()
+    assert (state.ready, state.stage, state.fatal) == (False, "completion", False), state
 
 
 def test_nothing_listening_means_starting():
@@ -116,6 +146,8 @@ def test_diagnosis_of_verbatim_failures(log, what, flag):
 
 def test_unknown_failure_and_signals():
     assert "status 1" in diagnose("something else", 1, port=1, max_model_len=1, gpu_memory_utilization=0.9).what
+    running = diagnose("something else", None, port=1, max_model_len=1, gpu_memory_utilization=0.9).what
+    assert "engine died" in running and "status" not in running
     assert "signal 9" in diagnose("", -9, port=1, max_model_len=1, gpu_memory_utilization=0.9).what
 
 
@@ -146,6 +178,27 @@ def test_suggested_command_parses(model_dir, given, flag):
     assert words[words.index(flag[0]) + 1] == flag[1] and words[-3:] == ["--", "--seed", "1"]
     result = run_main(*words)
     assert result.rc in (0, 1) and "both given" not in result.err, (command, result.err)
+
+
+def test_engine_death_is_read_from_vllms_own_records_only():
+    """A client's prompt that names the error (logged by --enable-log-requests) is not vLLM's engine dying."""
+    watch = LogWatch()
+    for line in [
+        "(APIServer pid=7) INFO 01-02 03:04:05 [request_logger.py:55] Request cmpl-1 details: prompt: 'what does EngineDeadError mean?'",
+        "(APIServer pid=7) INFO 01-02 03:04:05 [logger.py:39] Received request cmpl-2: prompt: 'engine core exited unexpectedly\\n"
+        "vllm.v1.engine.exceptions.EngineDeadError: x'",
+        "INFO 01-02 03:04:05 logger.py:39] Received request cmpl-3: prompt: 'ERROR 01-02 03:04:05 [core.py:1] EngineDeadError'",
+    ]:
+        watch.feed(line)
+    assert watch.engine_deaths == 0
+    for line in [
+        "(EngineCore_DP0 pid=9) ERROR 01-02 03:04:05 [core.py:1512] EngineCore encountered a fatal error.",
+        "(APIServer pid=7) ERROR 01-02 03:04:05 [async_llm.py:906] AsyncLLM output_handler failed.",
+        "vllm.v1.engine.exceptions.EngineDeadError: EngineCore encountered an issue. See stack trace (above) for the root cause.",
+        "ERROR 01-02 03:04:05 multiproc_executor.py:316] Worker proc VllmWorker-0 died unexpectedly, shutting down executor.",
+    ]:
+        watch.feed(line)
+    assert watch.engine_deaths == 4
 
 
 def test_logwatch_phases_only_move_forward_and_read_capacity():
@@ -190,13 +243,19 @@ def model_dir(tmp_path):
         (["--ready-file", "MISSING/ready.json"], "does not exist"),
         (["--ready-file", "EXISTING/ready.json"], "is not a folder"),
         (["--ready-file", "/proc/ready.json"], "cannot write in /proc"),  # os.access says yes there, to root
+        (["--log-file", "/proc/vllm.log"], "--log-file /proc/vllm.log: cannot write in /proc"),
+        (["--log-file", "/proc/new/vllm.log"], "cannot write in /proc"),
+        (["--log-file", "EXISTING/vllm.log"], "is not a folder"),
+        (["--log-file", "FOLDER"], "is a folder"),
     ],
 )
 def test_serve_refuses_before_starting(model_dir, tmp_path, args, needle):
     """Each refused before vLLM starts (/bin/true stands in: a started one would exit, and serve report a failure)."""
     existing = tmp_path / "ready.json"
     existing.write_text("{}")
-    args = [a.replace("EXISTING", str(existing)).replace("MISSING", str(tmp_path / "missing")) for a in args]
+    args = [
+        a.replace("EXISTING", str(existing)).replace("MISSING", str(tmp_path / "missing")).replace("FOLDER", str(tmp_path)) for a in args
+    ]
     if "--vllm" not in args:
         args += ["--vllm", "/bin/true"]
     result = run_cli(
@@ -287,3 +346,171 @@ def test_dry_run_prints_the_exact_command(model_dir):
     assert result.returncode == 0
     assert f"serve {model_dir} --max-model-len 4096 --gpu-memory-utilization 0.92 --enforce-eager --port 8123 --seed 1" in result.stdout
     assert result.stdout.count(" --seed 1") == 1  # the command is printed once
+
+
+@pytest.mark.parametrize(
+    "secret", [["--api-key", "sk-SECRET"], ["--api_key=sk-SECRET"], ["--api-k", "sk-SECRET"], ["--hf-token", "sk-SECRET"]]
+)
+def test_serve_refuses_a_secret_after_dashdash(model_dir, secret):
+    """vLLM would require the key the probe does not know, and the key would be printed and shown in `ps`."""
+    result = run_cli("--model", str(model_dir), *OFFLINE_4K, *PINNED, "--vllm", "/bin/true", "--port", "1", "--", *secret)
+    assert result.returncode == 2 and "refusing" in result.stderr and "in the environment" in result.stderr, result.stderr
+    assert "sk-SECRET" not in result.stdout + result.stderr and "starting:" not in result.stderr
+
+
+class Launcher:
+    """`vllm-launch` serving tests/fake_vllm.py (behaviours chosen by its FAKE_VLLM_* variables), as a user runs it."""
+
+    def __init__(self, tmp_path: Path, model_dir: Path, *args: str, env: dict[str, str] | None = None) -> None:
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            self.port = s.getsockname()[1]
+        self.base = f"http://127.0.0.1:{self.port}"
+        argv = ["--model", str(model_dir), *OFFLINE_4K, *PINNED, "--vllm", str(FAKE_VLLM), "--port", str(self.port), *args]
+        full_env = {k: v for k, v in os.environ.items() if not k.startswith(("VLLM_LAUNCH_", "FAKE_VLLM_", "VLLM_API_KEY"))}
+        full_env |= {"HF_HUB_OFFLINE": "1", "PYTHONUNBUFFERED": "1", **(env or {})}
+        self.err = tmp_path / f"stderr-{self.port}.txt"
+        with self.err.open("w") as e:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "launcher", *argv, "--log-file", str(tmp_path / f"vllm-{self.port}.log")],
+                stderr=e,
+                stdout=subprocess.DEVNULL,
+                env=full_env,
+                start_new_session=True,
+            )
+
+    @property
+    def text(self) -> str:
+        return self.err.read_text()
+
+    def wait_for(self, needle: str, timeout: float = 60) -> None:
+        deadline = time.monotonic() + timeout
+        while needle not in self.text and self.proc.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert needle in self.text, self.text
+
+    def vllm_pid(self) -> int:
+        import psutil
+
+        return psutil.Process(self.proc.pid).children()[0].pid
+
+    def wait(self, timeout: float) -> int:
+        try:
+            return self.proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            pytest.fail(f"vllm-launch still running {timeout} s later:\n{self.text}")
+
+    def close(self) -> None:
+        if self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.wait()
+
+
+@pytest.fixture
+def launch(tmp_path, model_dir):
+    started: list[Launcher] = []
+
+    def start(*args: str, env: dict[str, str] | None = None) -> Launcher:
+        started.append(Launcher(tmp_path, model_dir, *args, env=env))
+        return started[-1]
+
+    yield start
+    for launcher in started:
+        launcher.close()
+
+
+def test_a_key_vllm_has_and_the_probe_lacks_is_fatal_at_once(launch):
+    """vLLM finds VLLM_API_KEY in its environment, the launcher reads --api-key-env OTHER (unset): 401 at once, no
+    polling until --deadline, and the key is not printed."""
+    served = launch("--api-key-env", "OTHER_KEY", "--deadline", "60", env={"VLLM_API_KEY": "sk-SECRET"})
+    assert served.wait(30) == 1
+    text = served.text
+    assert "vLLM refuses the key: /v1/models answered 401 without a key" in text and "$OTHER_KEY is not set" in text, text
+    assert "not ready" not in text and "sk-SECRET" not in text
+
+
+def test_the_ready_file_exists_while_ready_only(launch, tmp_path):
+    """Gone when vLLM is stopped (so a retry with the same --ready-file starts) and when vLLM dies."""
+    ready = tmp_path / "endpoint.json"
+    first = launch("--ready-file", str(ready))
+    first.wait_for("READY in")
+    assert json.loads(ready.read_text())["url"] == first.base
+    os.killpg(first.proc.pid, signal.SIGTERM)
+    assert first.wait(30) == 0 and not ready.exists(), first.text
+    second = launch("--ready-file", str(ready))
+    second.wait_for("READY in")
+    assert ready.is_file()
+    os.kill(second.vllm_pid(), signal.SIGKILL)
+    assert second.wait(30) == 1 and not ready.exists(), second.text
+
+
+def test_a_stop_while_the_probe_waits_is_not_ready(launch, tmp_path):
+    """Ctrl-C while the 1-token completion is in flight: no READY, no sd_notify READY=1, no ready file; exit 0."""
+    ready = tmp_path / "endpoint.json"
+    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock:
+        sock.bind(str(tmp_path / "notify.sock"))
+        sock.settimeout(0.1)
+        env = {"FAKE_VLLM_SLOW_COMPLETION": "3", "NOTIFY_SOCKET": str(tmp_path / "notify.sock")}
+        served = launch("--ready-file", str(ready), env=env)
+        served.wait_for("fake vllm: completion received")
+        os.kill(served.proc.pid, signal.SIGINT)
+        assert served.wait(10) == 0, served.text
+        messages = []
+        with contextlib.suppress(TimeoutError):
+            while True:
+                messages.append(sock.recv(1000).decode())
+    assert "READY in" not in served.text and not ready.exists(), served.text
+    assert not any("READY=1" in m for m in messages) and any("STOPPING=1" in m for m in messages), messages
+
+
+def test_signals_are_answered_while_a_probe_waits(launch):
+    """The first completion hangs and vLLM ignores SIGTERM: Ctrl-C starts the stop at once, a second Ctrl-C kills it at
+    once, and a requested stop exits 0 however vLLM went (systemd would mark a normal stop failed)."""
+    served = launch("--grace", "60", env={"FAKE_VLLM_SLOW_COMPLETION": "600", "FAKE_VLLM_IGNORE_SIGTERM": "1"})
+    served.wait_for("fake vllm: completion received")
+    vllm = served.vllm_pid()
+    asked = time.monotonic()
+    os.kill(served.proc.pid, signal.SIGINT)
+    served.wait_for("stopping vLLM", timeout=5)
+    time.sleep(0.5)
+    os.kill(served.proc.pid, signal.SIGINT)
+    assert served.wait(10) == 0, served.text
+    assert time.monotonic() - asked < 10 and "killed" in served.text, served.text
+    with pytest.raises(ProcessLookupError):
+        os.kill(vllm, 0)
+
+
+def test_a_group_stop_is_not_a_failure(launch):
+    """systemd stops a unit by signalling every process in it: vLLM may exit before the launcher has stopped it."""
+    served = launch()
+    served.wait_for("READY in")
+    vllm = served.vllm_pid()
+    os.kill(served.proc.pid, signal.SIGTERM)
+    os.kill(vllm, signal.SIGTERM)
+    assert served.wait(30) == 0, served.text
+    assert "FAILED" not in served.text and "without being asked" not in served.text
+
+
+def test_a_prompt_naming_the_error_does_not_stop_the_server(launch):
+    """With request logging the prompt is in vLLM's log; only vLLM's own records, confirmed by /health, stop it."""
+    served = launch(env={"FAKE_VLLM_LOG_REQUESTS": "1", "FAKE_VLLM_DIE_ON": "die now"})
+    served.wait_for("READY in")
+    for prompt in ("what does EngineDeadError mean?", "vllm.v1.engine.exceptions.EngineDeadError: engine core exited unexpectedly"):
+        answer = request(served.base, "/v1/completions", payload={"model": "m", "prompt": prompt, "max_tokens": 1}, timeout=5)
+        assert answer.status == 200
+    time.sleep(3 * HEALTH_POLL_S)
+    assert served.proc.poll() is None, served.text
+    request(served.base, "/v1/completions", payload={"model": "m", "prompt": "die now", "max_tokens": 1}, timeout=5)
+    assert served.wait(30) == 1
+    text = served.text
+    assert "vLLM's engine died (/health: 503)" in text and "status None" not in text and "FAILED: vLLM's engine died" in text, text
+
+
+def test_the_default_log_goes_elsewhere_when_the_current_folder_is_not_writable(model_dir, tmp_path):
+    """A systemd unit without WorkingDirectory runs in /, which the service user cannot write: no traceback, the log
+    goes to $XDG_STATE_HOME/vllm-launch and serve says so."""
+    state = tmp_path / "state"
+    env = {"XDG_STATE_HOME": str(state), "STATE_DIRECTORY": ""}
+    result = run_cli("--model", str(model_dir), *OFFLINE_4K, *PINNED, "--vllm", "/bin/true", "--port", "1", env=env, cwd=Path("/proc"))
+    log = state / "vllm-launch" / "vllm-launch-1.log"
+    assert "Traceback" not in result.stderr and f"vLLM's log goes to {log}" in result.stderr and log.is_file(), result.stderr

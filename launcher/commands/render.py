@@ -17,7 +17,7 @@ from launcher import __version__
 from launcher import gpus as gpu_adapter
 from launcher.commands.plan import build_plan, capacity_planning
 from launcher.errors import UserError
-from launcher.inputs import _vllm_flags, check_plan, check_render, check_vllm_extra_args
+from launcher.inputs import check_plan, check_render, check_vllm_extra_args, secret_arg
 from launcher.output import emit
 from launcher.render import args_to_options, render
 from launcher.report import plan_text
@@ -26,7 +26,6 @@ from launcher.sizing.plan import Plan
 from launcher.sizing.versions import DEFAULT_VERSION, check_known, parse_version
 
 K8S_NAME = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
-SECRET_FLAGS = ("api-key", "hf-token")
 # Flags of `plan` that are about output, not about the server: never forwarded.
 NOT_FORWARDED = {
     "config",
@@ -65,25 +64,17 @@ def sanitise(text: str) -> str:
     return re.sub(r"-+", "-", re.sub(r"[^a-z0-9-]", "-", text.lower())).strip("-")[:52].rstrip("-")
 
 
-def secret_flag(name: str) -> str | None:
-    """The secret flag vLLM reads `--NAME` as: argparse there takes `_` for `-` (FlexibleArgumentParser, 0.33.0
-    vllm/utils/argparse_utils.py parse_args) and any unambiguous prefix (allow_abbrev), so `--api_key` and `--api-k`
-    are --api-key."""
-    return next((flag for flag in SECRET_FLAGS if flag.startswith(name) and len(name) > flag.index("-")), None)
-
-
 def refuse_secrets(s: RenderSettings) -> None:
-    for name, arg in _vllm_flags(s.vllm_extra_args).items():
-        secret = secret_flag(name)
-        if secret:
-            written = arg.split("=")[0]
-            spelling = "" if written == "--" + secret else f" (vLLM reads it as --{secret})"
-            raise UserError(
-                f"refusing to write {written}{spelling} into a {s.target} file",
-                "files are copied, committed and shown in `ps`; a secret in them leaks",
-                f"put the value in the {'EnvironmentFile' if s.target == 'systemd' else 'Secret / environment'} as "
-                f"{s.api_key_env} (vLLM reads VLLM_API_KEY) or HF_TOKEN",
-            )
+    found = secret_arg(s.vllm_extra_args)
+    if found:
+        written, secret = found
+        spelling = "" if written == "--" + secret else f" (vLLM reads it as --{secret})"
+        raise UserError(
+            f"refusing to write {written}{spelling} into a {s.target} file",
+            "files are copied, committed and shown in `ps`; a secret in them leaks",
+            f"put the value in the {'EnvironmentFile' if s.target == 'systemd' else 'Secret / environment'} as "
+            f"{s.api_key_env} (vLLM reads VLLM_API_KEY) or HF_TOKEN",
+        )
 
 
 def forwarded_flags(s: BaseSettings, model_cls: type[BaseSettings], overrides: dict[str, Any] | None = None) -> list[str]:

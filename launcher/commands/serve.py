@@ -14,8 +14,9 @@ from pathlib import Path
 from typing import TextIO
 
 from launcher.commands.plan import build_plan, formatted
-from launcher.http import request
-from launcher.inputs import check_serve, check_vllm_extra_args
+from launcher.errors import UserError
+from launcher.http import Response, request
+from launcher.inputs import check_serve, check_vllm_extra_args, secret_arg
 from launcher.installed import find_vllm
 from launcher.output import emit
 from launcher.report import plan_text
@@ -30,6 +31,7 @@ from launcher.sizing.plan import Plan
 START_POLL_S = 0.2  # readiness probe while starting: ready is reported within this of vLLM answering
 EXIT_POLL_S = 0.1  # process liveness: a dead vLLM is noticed within this
 HEALTH_POLL_S = 0.5  # /health while serving (503 = engine dead)
+HEALTH_TIMEOUT_S = 5.0  # a busy server answers /health late; a dead engine answers 503 at once
 
 
 class Console:
@@ -97,6 +99,7 @@ class Supervisor:
         probe_host = s.host if s.host and s.host not in ("0.0.0.0", "::") else "127.0.0.1"
         self.base = f"http://{probe_host}:{s.port}"
         self.api_key = os.environ.get(s.api_key_env)
+        self.ready_file_written: Path | None = None
 
     def _on_signal(self, signum: int, _frame: object) -> None:
         self.stops += 1
@@ -108,6 +111,8 @@ class Supervisor:
         self.console.line(line)
 
     def run(self, argv: list[str], env: dict[str, str], log_path: Path) -> int:
+        """Supervise until vLLM stops. Every HTTP probe runs in the background (readiness.Pending), so a signal, the
+        deadline and vLLM's exit are noticed within EXIT_POLL_S however long a probe waits."""
         for sig in (signal.SIGINT, signal.SIGTERM):
             signal.signal(sig, self._on_signal)
         started = time.monotonic()
@@ -116,14 +121,18 @@ class Supervisor:
         proc = VllmProcess(argv, env, log_path, self._on_line)
         ready_at: float | None = None
         next_probe = next_health = 0.0
+        probe: readiness.Pending[readiness.Readiness] | None = None
+        health: readiness.Pending[Response] | None = None
+        deaths_seen = 0  # engine-death lines of vLLM's log already checked against /health
+        hinted = False  # the /health probe in flight was sent because of such a line
         try:
             while True:
-                now = time.monotonic()
+                if self.stops:  # before vLLM's status: on a group signal (systemd's stop) vLLM may exit first
+                    return self._stop(proc)
                 rc = proc.poll()
                 if rc is not None:
                     return self._failed(proc, rc)
-                if self.stops:
-                    return self._stop(proc)
+                now = time.monotonic()
                 if ready_at is None:
                     if now - started > self.s.deadline:
                         self.console.clear_status()
@@ -139,22 +148,29 @@ class Supervisor:
                         )
                         return 1
                     self.console.progress(self.watch.phase, now - started, self.s.deadline)
-                    if now >= next_probe:
-                        next_probe = now + START_POLL_S
-                        state = readiness.check(self.base, self.served, self.plan.max_model_len, self.api_key)
+                    if probe is None and now >= next_probe:
+                        left = self.s.deadline - (now - started)
+                        probe = readiness.Pending(readiness.check, self.base, self.served, self.plan.max_model_len, self.api_key, left)
+                    elif probe is not None and probe.done():
+                        state, probe, next_probe = probe.result, None, now + START_POLL_S
+                        if state is None or self.stops:  # a stop asked while the probe waited wins over its answer
+                            continue
                         if state.ready:
                             ready_at = time.monotonic()
                             self.console.clear_status()
                             self._report_ready(ready_at - started)
-                        elif state.stage in ("completion", "engine dead") or state.served_max_model_len is not None:
-                            self.console.clear_status()
-                            self.console.say(f"the server answers but is not usable: {state.detail}")
-                            self._stop(proc)
-                            return 1
-                elif self.watch.engine_dead or now >= next_health:
-                    next_health = now + HEALTH_POLL_S
-                    if self.watch.engine_dead or request(self.base, "/health", timeout=1.0).status == 503:
-                        self.console.say("vLLM's engine died; stopping the server")
+                        elif state.fatal:
+                            return self._unusable(proc, state)
+                elif health is None and (self.watch.engine_deaths > deaths_seen or now >= next_health):
+                    hinted, deaths_seen = self.watch.engine_deaths > deaths_seen, self.watch.engine_deaths
+                    health = readiness.Pending(request, self.base, "/health", timeout=HEALTH_TIMEOUT_S)
+                elif health is not None and health.done():
+                    status = health.result.status if health.result else None
+                    health, next_health = None, now + HEALTH_POLL_S
+                    # vLLM answers 503 once its engine is dead (0.32.0 entrypoints/serve/instrumentator/health.py); no
+                    # answer counts only after vLLM's own log said so: a busy server can be slow to answer.
+                    if (status == 503 or (status is None and hinted)) and not self.stops:
+                        self.console.say(f"vLLM's engine died (/health: {status or 'no answer'}); stopping the server")
                         self._stop(proc)
                         self._explain(self._diagnosis(None), proc.log_path)
                         return 1
@@ -162,15 +178,37 @@ class Supervisor:
         finally:
             if proc.poll() is None or proc.tree():
                 proc.stop(0)
+            self._withdraw_ready_file()
+
+    def _unusable(self, proc: VllmProcess, state: readiness.Readiness) -> int:
+        """The server answers, but not as planned: waiting will not change it."""
+        self.console.clear_status()
+        if state.stage != "auth":
+            self.console.say(f"the server answers but is not usable: {state.detail}")
+            self._stop(proc)
+            return 1
+        self.console.say(f"vLLM refuses the key: {state.detail}")
+        self._stop(proc)
+        given = f"the key in ${self.s.api_key_env}" if self.api_key else f"no key (${self.s.api_key_env} is not set)"
+        self._explain(
+            Diagnosis(
+                f"vLLM refuses the key: {state.detail}",
+                f"vLLM requires an API key (VLLM_API_KEY in its environment) and vllm-launch probed with {given}",
+                f"set the key as {self.s.api_key_env} in vllm-launch's environment only: it hands it to vLLM as VLLM_API_KEY",
+            ),
+            proc.log_path,
+        )
+        return 1
 
     def _stop(self, proc: VllmProcess) -> int:
+        """Stop vLLM. Asked to stop (a signal), the launcher exits 0 however vLLM went: a stop is not a failure, and
+        systemd (Type=notify) would mark a normal stop failed otherwise."""
         self.console.clear_status()
+        self._withdraw_ready_file()
         sd_notify("STOPPING=1")
         rc = proc.stop(self.s.grace, hurry=lambda: self.stops > 1)
-        self.console.say(f"vLLM stopped (status {rc}); no process of it is left")
-        if rc is None or rc == 0:
-            return 0
-        return 128 - rc if rc < 0 else rc
+        self.console.say(f"vLLM stopped ({how_it_ended(rc, self.s.grace)}); no process of it is left")
+        return 0
 
     def _diagnosis(self, rc: int | None) -> Diagnosis:
         return diagnose(
@@ -184,6 +222,7 @@ class Supervisor:
     def _failed(self, proc: VllmProcess, rc: int) -> int:
         """vLLM exited on its own. Status 0 is a failure too: vLLM exits 0 when its engine dies."""
         self.console.clear_status()
+        self._withdraw_ready_file()
         proc.stop(0)  # whatever the API server left behind (engine, workers); then its output is drained
         if rc == 0:
             self.console.say("vLLM exited with status 0 without being asked to stop: that is a failure")
@@ -238,11 +277,34 @@ class Supervisor:
         path = self.s.ready_file
         try:
             write_ready_file(path, data)
+            self.ready_file_written = path
         except OSError as exc:
             self.console.say(
                 f"warning: could not write --ready-file {path} ({exc.strerror or exc}); vLLM keeps serving at {self.base}/v1, "
                 "but whatever waits for that file will not see it"
             )
+
+    def _withdraw_ready_file(self) -> None:
+        """The ready file exists while the server is ready: gone once it stops, so a retry may use the same name."""
+        path, self.ready_file_written = self.ready_file_written, None
+        if path is not None:
+            try:
+                path.unlink(missing_ok=True)
+            except OSError as exc:
+                self.console.say(f"warning: could not remove --ready-file {path} ({exc.strerror or exc}); it names a stopped server")
+
+
+def how_it_ended(rc: int | None, grace: float) -> str:
+    if rc is None:
+        return "its main process did not report an exit status"
+    if rc == -signal.SIGKILL:
+        return f"killed: it had not exited {grace:g} s after SIGTERM, or a second signal asked to kill it"
+    if rc < 0:
+        try:
+            return f"on signal {signal.Signals(-rc).name}"
+        except ValueError:
+            return f"on signal {-rc}"
+    return f"status {rc}"
 
 
 def write_ready_file(path: Path, data: dict) -> None:
@@ -257,8 +319,26 @@ def write_ready_file(path: Path, data: dict) -> None:
         raise
 
 
+def refuse_secrets(s: ServeSettings) -> None:
+    """A key after `--` would show in `ps`, in the `starting:` line and its log, and the readiness probe would not know it."""
+    found = secret_arg(s.vllm_extra_args)
+    if found:
+        written, secret = found
+        spelling = "" if written == "--" + secret else f" (vLLM reads it as --{secret})"
+        where = "HF_TOKEN" if secret == "hf-token" else s.api_key_env
+        if where not in ("HF_TOKEN", "VLLM_API_KEY"):
+            where += " (vllm-launch hands it to vLLM as VLLM_API_KEY)"
+        raise UserError(
+            f"refusing {written}{spelling} after `--`",
+            "a secret on vLLM's command line shows in `ps`, in vllm-launch's output and logs"
+            + (", and the readiness probe would not send it" if secret == "api-key" else ""),
+            f"set it in the environment instead: {where}",
+        )
+
+
 def run(s: ServeSettings) -> int:
     check_serve(s)
+    refuse_secrets(s)
     installed = find_vllm(s.vllm)
     plan = build_plan(s, installed)
     argv = vllm_command(s, plan, installed.executable or s.vllm)
@@ -283,7 +363,13 @@ def run(s: ServeSettings) -> int:
         Console().say(plan.layout_reason)
     preflight.check_vllm(installed)
     preflight.check_port(s.host or "0.0.0.0", s.port)
-    log_path = s.log_file or Path(f"vllm-launch-{s.port}.log")
     if s.ready_file:
         preflight.check_ready_file(s.ready_file)
+    if s.log_file:
+        preflight.check_log_file(s.log_file)
+        log_path = s.log_file
+    else:
+        log_path, fallback = preflight.default_log_file(s.port)
+        if fallback:
+            Console().say(fallback)
     return Supervisor(s, plan, Console()).run(argv, launch_env(s, plan), log_path.resolve())

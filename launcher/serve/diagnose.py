@@ -60,4 +60,10 @@ def diagnose(log: str, returncode: int | None, *, port: int, max_model_len: int,
             "something outside vLLM (OOM killer, a user, the scheduler)",
             "check `dmesg` for the OOM killer and the job's limits",
         )
+    if returncode is None:  # vLLM still runs: its engine died under it
+        return Diagnosis(
+            "vLLM's engine died while vLLM's API server kept running",
+            "/health answered 503 or not at all; no known cause was found in its log",
+            "read the log tail below",
+        )
     return Diagnosis(f"vLLM exited with status {returncode}", "no known cause was found in its log", "read the log tail below")

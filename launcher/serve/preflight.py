@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import socket
 import tempfile
 from pathlib import Path
@@ -62,7 +63,12 @@ def check_ready_file(path: Path) -> None:
     """--ready-file is written once vLLM is ready, minutes from now: a file that could not be written is refused now.
     The folder is tried by writing in it (os.access says yes to root even in /proc and /sys)."""
     if path.exists() or path.is_symlink():
-        raise UserError(f"--ready-file {path} already exists", "scripts would read a stale endpoint", "remove it first")
+        raise UserError(
+            f"--ready-file {path} already exists",
+            "scripts would read a stale endpoint; vllm-launch removes its file when it stops, so another one is serving "
+            "or one was killed (SIGKILL) before it could",
+            "remove it if no vllm-launch is serving with it, or name another file",
+        )
     folder = path.parent
     if folder.exists() and not folder.is_dir():
         raise UserError(f"--ready-file {path}: {folder} is not a folder", "the file is written into it", "name a file in a folder")
@@ -72,12 +78,74 @@ def check_ready_file(path: Path) -> None:
             "the file is written when vLLM is ready, after the model has loaded",
             f"create the folder first (mkdir -p {folder}), or name a file in an existing one",
         )
-    try:
-        with tempfile.NamedTemporaryFile(dir=folder, prefix=f".{path.name}."):
-            pass
-    except OSError as exc:
+    error = cannot_write(path)
+    if error:
         raise UserError(
-            f"--ready-file {path}: cannot write in {folder} ({exc.strerror or exc})",
+            f"--ready-file {path}: cannot write in {folder} ({error})",
             "the file is written when vLLM is ready, after the model has loaded",
             "name a file in a folder you can write to",
-        ) from exc
+        )
+
+
+def cannot_write(path: Path) -> str | None:
+    """Why `path` cannot be appended to (an existing file) or created (in its folder, which must exist); None if it can.
+    Tried by doing it, without changing anything: os.access says yes to root even in /proc and /sys, and on read-only mounts."""
+    try:
+        if path.exists():
+            with path.open("a"):
+                pass
+        else:
+            with tempfile.NamedTemporaryFile(dir=path.parent, prefix=f".{path.name}."):
+                pass
+    except OSError as exc:
+        return exc.strerror or str(exc)
+    return None
+
+
+def check_log_file(path: Path) -> None:
+    """vLLM's output is appended to --log-file from its first line: a file that cannot be written is refused now.
+    Missing folders are created at the start, so the nearest existing one is tried."""
+    if path.is_dir():
+        raise UserError(
+            f"--log-file {path} is a folder", "vLLM's output is appended to a file", f"name a file, e.g. --log-file {path / 'vllm.log'}"
+        )
+    folder = path.parent
+    while not folder.exists() and folder != folder.parent:
+        folder = folder.parent
+    if not folder.is_dir():
+        raise UserError(f"--log-file {path}: {folder} is not a folder", "the log is written into a folder", "name a file in a folder")
+    error = cannot_write(path if path.parent == folder else folder / f".{path.name}")
+    if error:
+        raise UserError(
+            f"--log-file {path}: cannot write {'it' if path.exists() else f'in {folder}'} ({error})",
+            "vLLM's output is written there from its first line",
+            "name a file in a folder you can write to (or leave --log-file out)",
+        )
+
+
+def default_log_file(port: int) -> tuple[Path, str | None]:
+    """./vllm-launch-PORT.log, or where the current folder cannot be written (a systemd unit without WorkingDirectory
+    runs in /), the first writable of $STATE_DIRECTORY (systemd's StateDirectory=), $XDG_STATE_HOME/vllm-launch
+    (default ~/.local/state/vllm-launch) and the temporary folder. Returns the path and, for a fallback, why."""
+    name = f"vllm-launch-{port}.log"
+    here = Path.cwd() / name
+    why_not_here = cannot_write(here)
+    if why_not_here is None:
+        return here, None
+    folders = [Path(p) for p in os.environ.get("STATE_DIRECTORY", "").split(":") if p][:1]
+    state_home = os.environ.get("XDG_STATE_HOME") or os.path.expanduser("~/.local/state")
+    if not state_home.startswith("~"):  # no home to expand: skipped
+        folders.append(Path(state_home) / "vllm-launch")
+    folders.append(Path(tempfile.gettempdir()))
+    for folder in folders:
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+        except OSError:
+            continue
+        if cannot_write(folder / name) is None:
+            return folder / name, f"cannot write in the current folder {here.parent} ({why_not_here}); vLLM's log goes to {folder / name}"
+    raise UserError(
+        f"no writable folder for vLLM's log: not the current folder {here.parent} ({why_not_here}), nor {', '.join(map(str, folders))}",
+        "vLLM's output is written to a log file besides the terminal",
+        "pass --log-file PATH in a folder you can write to",
+    )
